@@ -1,0 +1,1 @@
+//! Differentiable Siamese Augmentation: strategies, parameter sampling on the host, application through a Backend.

@@ -1,0 +1,1 @@
+//! GEMM entry point over the gemm crate, generic over f32/f64.

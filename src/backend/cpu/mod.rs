@@ -1,0 +1,589 @@
+//! The `cpu` backend: pure Rust, multi-threaded (rayon), generic over the element
+//! type (`f32` for use, `f64` for gradient checks). It is the reference every other
+//! backend is tested against, and the fallback for machines without a GPU.
+//!
+//! One file per family of ops; this file only owns the thread pool and forwards
+//! each trait method to the family's free function over plain slices.
+//! Results are deterministic whatever the thread count: work is split over
+//! independent outputs, and every reduction runs in a fixed order.
+
+mod act;
+mod augment;
+mod conv;
+mod gemm;
+mod linear;
+mod loss;
+mod matching;
+mod memory;
+mod norm;
+mod pool;
+mod sgd;
+
+use super::*;
+use crate::error::{Error, Result};
+use std::marker::PhantomData;
+
+/// The CPU backend over element type `T`.
+pub struct Cpu<T: Scalar> {
+    pool: rayon::ThreadPool,
+    threads: usize,
+    _t: PhantomData<T>,
+}
+
+impl<T: Scalar> Cpu<T> {
+    /// A backend with `threads` worker threads (0 = one per core).
+    pub fn new(threads: usize) -> Result<Self> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| Error::Backend {
+                backend: "cpu".into(),
+                msg: format!("cannot start {threads} threads: {e}"),
+            })?;
+        Ok(Self {
+            pool,
+            threads,
+            _t: PhantomData,
+        })
+    }
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+    /// The rayon pool the ops run on.
+    pub(crate) fn pool(&self) -> &rayon::ThreadPool {
+        &self.pool
+    }
+}
+
+fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
+    if got != want {
+        return Err(Error::Shape(format!(
+            "cpu {what}: buffer has {got} elements, shape needs {want}"
+        )));
+    }
+    Ok(())
+}
+
+impl<T: Scalar> Backend for Cpu<T> {
+    type E = T;
+    type Buf = Vec<T>;
+    type Labels = Vec<u32>;
+
+    fn name(&self) -> String {
+        format!(
+            "cpu ({} threads, {})",
+            self.threads,
+            std::any::type_name::<T>()
+        )
+    }
+
+    fn alloc(&self, len: usize) -> Result<Vec<T>> {
+        Ok(vec![T::ZERO; len])
+    }
+    fn upload(&self, host: &[T]) -> Result<Vec<T>> {
+        Ok(host.to_vec())
+    }
+    fn download(&self, buf: &Vec<T>) -> Result<Vec<T>> {
+        Ok(buf.clone())
+    }
+    fn buf_len(&self, buf: &Vec<T>) -> usize {
+        buf.len()
+    }
+    fn upload_labels(&self, labels: &[u32]) -> Result<Vec<u32>> {
+        Ok(labels.to_vec())
+    }
+    fn copy_range(
+        &self,
+        dst: &mut Vec<T>,
+        dst_off: usize,
+        src: &Vec<T>,
+        src_off: usize,
+        len: usize,
+    ) -> Result<()> {
+        memory::copy_range(dst, dst_off, src, src_off, len)
+    }
+    fn fill(&self, buf: &mut Vec<T>, value: T) -> Result<()> {
+        buf.fill(value);
+        Ok(())
+    }
+    fn axpy(&self, y: &mut Vec<T>, a: T, x: &Vec<T>) -> Result<()> {
+        check_len("axpy", x.len(), y.len())?;
+        memory::axpy(self.pool(), y, a, x);
+        Ok(())
+    }
+    fn gather_rows(&self, dst: &mut Vec<T>, src: &Vec<T>, rows: &[u32], row_len: usize) -> Result<()> {
+        memory::gather_rows(dst, src, rows, row_len)
+    }
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn conv2d_fwd(
+        &self,
+        y: &mut Vec<T>,
+        x: &Vec<T>,
+        params: &Vec<T>,
+        w: Seg,
+        b: Option<Seg>,
+        s: &ConvShape,
+        acc: bool,
+    ) -> Result<()> {
+        check_len("conv2d_fwd x", x.len(), s.x_len())?;
+        check_len("conv2d_fwd y", y.len(), s.y_len())?;
+        conv::conv2d_fwd(
+            self.pool(),
+            y,
+            x,
+            &params[w.range()],
+            b.map(|b| &params[b.range()]),
+            s,
+            acc,
+        );
+        Ok(())
+    }
+    fn conv2d_bwd_input(
+        &self,
+        dx: &mut Vec<T>,
+        dy: &Vec<T>,
+        params: &Vec<T>,
+        w: Seg,
+        s: &ConvShape,
+        acc: bool,
+    ) -> Result<()> {
+        check_len("conv2d_bwd_input dx", dx.len(), s.x_len())?;
+        check_len("conv2d_bwd_input dy", dy.len(), s.y_len())?;
+        conv::conv2d_bwd_input(self.pool(), dx, dy, &params[w.range()], s, acc);
+        Ok(())
+    }
+    fn conv2d_bwd_weight(
+        &self,
+        grads: &mut Vec<T>,
+        dw: Seg,
+        db: Option<Seg>,
+        dy: &Vec<T>,
+        x: &Vec<T>,
+        s: &ConvShape,
+    ) -> Result<()> {
+        check_len("conv2d_bwd_weight x", x.len(), s.x_len())?;
+        check_len("conv2d_bwd_weight dy", dy.len(), s.y_len())?;
+        let (dw_s, db_s) = split_two(grads, dw, db)?;
+        conv::conv2d_bwd_weight(self.pool(), dw_s, db_s, dy, x, s);
+        Ok(())
+    }
+
+    fn linear_fwd(
+        &self,
+        y: &mut Vec<T>,
+        x: &Vec<T>,
+        params: &Vec<T>,
+        w: Seg,
+        b: Option<Seg>,
+        s: &LinearShape,
+        acc: bool,
+    ) -> Result<()> {
+        linear::linear_fwd(
+            self.pool(),
+            y,
+            x,
+            &params[w.range()],
+            b.map(|b| &params[b.range()]),
+            s,
+            acc,
+        );
+        Ok(())
+    }
+    fn linear_bwd_input(
+        &self,
+        dx: &mut Vec<T>,
+        dy: &Vec<T>,
+        params: &Vec<T>,
+        w: Seg,
+        s: &LinearShape,
+        acc: bool,
+    ) -> Result<()> {
+        linear::linear_bwd_input(self.pool(), dx, dy, &params[w.range()], s, acc);
+        Ok(())
+    }
+    fn linear_bwd_weight(
+        &self,
+        grads: &mut Vec<T>,
+        dw: Seg,
+        db: Option<Seg>,
+        dy: &Vec<T>,
+        x: &Vec<T>,
+        s: &LinearShape,
+    ) -> Result<()> {
+        let (dw_s, db_s) = split_two(grads, dw, db)?;
+        linear::linear_bwd_weight(self.pool(), dw_s, db_s, dy, x, s);
+        Ok(())
+    }
+
+    fn act_fwd(&self, y: &mut Vec<T>, x: &Vec<T>, act: Act) -> Result<()> {
+        check_len("act_fwd", y.len(), x.len())?;
+        act::act_fwd(self.pool(), y, x, act);
+        Ok(())
+    }
+    fn act_bwd(&self, dx: &mut Vec<T>, dy: &Vec<T>, x: &Vec<T>, act: Act) -> Result<()> {
+        check_len("act_bwd", dx.len(), x.len())?;
+        check_len("act_bwd", dy.len(), x.len())?;
+        act::act_bwd(self.pool(), dx, dy, x, act);
+        Ok(())
+    }
+    fn act_dual_bwd(
+        &self,
+        dx: &mut Vec<T>,
+        dxdot: &mut Vec<T>,
+        dy: &Vec<T>,
+        dydot: &Vec<T>,
+        x: &Vec<T>,
+        xdot: &Vec<T>,
+        act: Act,
+    ) -> Result<()> {
+        act::act_dual_bwd(self.pool(), dx, dxdot, dy, dydot, x, xdot, act);
+        Ok(())
+    }
+
+    fn pool_fwd(&self, y: &mut Vec<T>, x: &Vec<T>, s: &PoolShape, kind: PoolKind) -> Result<()> {
+        pool::pool_fwd(self.pool(), y, x, s, kind);
+        Ok(())
+    }
+    fn pool_bwd(
+        &self,
+        dx: &mut Vec<T>,
+        dy: &Vec<T>,
+        x: &Vec<T>,
+        s: &PoolShape,
+        kind: PoolKind,
+    ) -> Result<()> {
+        pool::pool_bwd(self.pool(), dx, dy, x, s, kind);
+        Ok(())
+    }
+    fn pool_jvp(
+        &self,
+        ydot: &mut Vec<T>,
+        x: &Vec<T>,
+        xdot: &Vec<T>,
+        s: &PoolShape,
+        kind: PoolKind,
+    ) -> Result<()> {
+        pool::pool_jvp(self.pool(), ydot, x, xdot, s, kind);
+        Ok(())
+    }
+
+    fn norm_fwd(
+        &self,
+        y: &mut Vec<T>,
+        stats: &mut Vec<T>,
+        x: &Vec<T>,
+        params: &Vec<T>,
+        gamma: Seg,
+        beta: Seg,
+        s: &NormShape,
+    ) -> Result<()> {
+        norm::norm_fwd(
+            self.pool(),
+            y,
+            stats,
+            x,
+            &params[gamma.range()],
+            &params[beta.range()],
+            s,
+        );
+        Ok(())
+    }
+    fn norm_bwd(
+        &self,
+        dx: &mut Vec<T>,
+        dparams: Option<(&mut Vec<T>, Seg, Seg)>,
+        dy: &Vec<T>,
+        x: &Vec<T>,
+        stats: &Vec<T>,
+        params: &Vec<T>,
+        gamma: Seg,
+        s: &NormShape,
+    ) -> Result<()> {
+        let dp = match dparams {
+            Some((g, dg, db)) => Some(split_two(g, dg, Some(db))?),
+            None => None,
+        };
+        let dp = dp.map(|(a, b)| (a, b.expect("beta segment")));
+        norm::norm_bwd(self.pool(), dx, dp, dy, x, stats, &params[gamma.range()], s);
+        Ok(())
+    }
+    fn norm_jvp(
+        &self,
+        ydot: &mut Vec<T>,
+        x: &Vec<T>,
+        xdot: &Vec<T>,
+        stats: &Vec<T>,
+        params: &Vec<T>,
+        gamma: Seg,
+        tangent: &Vec<T>,
+        t_gamma: Seg,
+        t_beta: Seg,
+        s: &NormShape,
+    ) -> Result<()> {
+        norm::norm_jvp(
+            self.pool(),
+            ydot,
+            x,
+            xdot,
+            stats,
+            &params[gamma.range()],
+            &tangent[t_gamma.range()],
+            &tangent[t_beta.range()],
+            s,
+        );
+        Ok(())
+    }
+    fn norm_dual_bwd(
+        &self,
+        dx: &mut Vec<T>,
+        dxdot: &mut Vec<T>,
+        dy: &Vec<T>,
+        dydot: &Vec<T>,
+        x: &Vec<T>,
+        xdot: &Vec<T>,
+        stats: &Vec<T>,
+        params: &Vec<T>,
+        gamma: Seg,
+        tangent: &Vec<T>,
+        t_gamma: Seg,
+        s: &NormShape,
+    ) -> Result<()> {
+        norm::norm_dual_bwd(
+            self.pool(),
+            dx,
+            dxdot,
+            dy,
+            dydot,
+            x,
+            xdot,
+            stats,
+            &params[gamma.range()],
+            &tangent[t_gamma.range()],
+            s,
+        );
+        Ok(())
+    }
+
+    fn bn_fwd_train(
+        &self,
+        y: &mut Vec<T>,
+        stats: &mut Vec<T>,
+        running: &mut Vec<T>,
+        x: &Vec<T>,
+        params: &Vec<T>,
+        gamma: Seg,
+        beta: Seg,
+        s: &NormShape,
+        momentum: f32,
+    ) -> Result<()> {
+        norm::bn_fwd_train(
+            self.pool(),
+            y,
+            stats,
+            running,
+            x,
+            &params[gamma.range()],
+            &params[beta.range()],
+            s,
+            momentum,
+        );
+        Ok(())
+    }
+    fn bn_bwd_train(
+        &self,
+        dx: &mut Vec<T>,
+        dparams: Option<(&mut Vec<T>, Seg, Seg)>,
+        dy: &Vec<T>,
+        x: &Vec<T>,
+        stats: &Vec<T>,
+        params: &Vec<T>,
+        gamma: Seg,
+        s: &NormShape,
+    ) -> Result<()> {
+        let dp = match dparams {
+            Some((g, dg, db)) => Some(split_two(g, dg, Some(db))?),
+            None => None,
+        };
+        let dp = dp.map(|(a, b)| (a, b.expect("beta segment")));
+        norm::bn_bwd_train(self.pool(), dx, dp, dy, x, stats, &params[gamma.range()], s);
+        Ok(())
+    }
+    fn bn_fwd_eval(
+        &self,
+        y: &mut Vec<T>,
+        x: &Vec<T>,
+        running: &Vec<T>,
+        params: &Vec<T>,
+        gamma: Seg,
+        beta: Seg,
+        s: &NormShape,
+    ) -> Result<()> {
+        norm::bn_fwd_eval(
+            self.pool(),
+            y,
+            x,
+            running,
+            &params[gamma.range()],
+            &params[beta.range()],
+            s,
+        );
+        Ok(())
+    }
+    fn bn_bwd_eval(
+        &self,
+        dx: &mut Vec<T>,
+        dparams: Option<(&mut Vec<T>, Seg, Seg)>,
+        dy: &Vec<T>,
+        x: &Vec<T>,
+        running: &Vec<T>,
+        params: &Vec<T>,
+        gamma: Seg,
+        s: &NormShape,
+    ) -> Result<()> {
+        let dp = match dparams {
+            Some((g, dg, db)) => Some(split_two(g, dg, Some(db))?),
+            None => None,
+        };
+        let dp = dp.map(|(a, b)| (a, b.expect("beta segment")));
+        norm::bn_bwd_eval(self.pool(), dx, dp, dy, x, running, &params[gamma.range()], s);
+        Ok(())
+    }
+    fn bn_eval_jvp(
+        &self,
+        ydot: &mut Vec<T>,
+        x: &Vec<T>,
+        xdot: &Vec<T>,
+        running: &Vec<T>,
+        params: &Vec<T>,
+        gamma: Seg,
+        tangent: &Vec<T>,
+        t_gamma: Seg,
+        t_beta: Seg,
+        s: &NormShape,
+    ) -> Result<()> {
+        norm::bn_eval_jvp(
+            self.pool(),
+            ydot,
+            x,
+            xdot,
+            running,
+            &params[gamma.range()],
+            &tangent[t_gamma.range()],
+            &tangent[t_beta.range()],
+            s,
+        );
+        Ok(())
+    }
+    fn bn_eval_dual_bwd(
+        &self,
+        dx: &mut Vec<T>,
+        dxdot: &mut Vec<T>,
+        dy: &Vec<T>,
+        dydot: &Vec<T>,
+        running: &Vec<T>,
+        params: &Vec<T>,
+        gamma: Seg,
+        tangent: &Vec<T>,
+        t_gamma: Seg,
+        s: &NormShape,
+    ) -> Result<()> {
+        norm::bn_eval_dual_bwd(
+            self.pool(),
+            dx,
+            dxdot,
+            dy,
+            dydot,
+            running,
+            &params[gamma.range()],
+            &tangent[t_gamma.range()],
+            s,
+        );
+        Ok(())
+    }
+
+    fn ce_fwd_bwd(
+        &self,
+        dlogits: &mut Vec<T>,
+        logits: &Vec<T>,
+        labels: &Vec<u32>,
+        s: &LinearShape,
+    ) -> Result<CeOut> {
+        loss::ce_fwd_bwd(dlogits, logits, labels, s)
+    }
+    fn ce_dual(
+        &self,
+        dlogits: &mut Vec<T>,
+        dldot: &mut Vec<T>,
+        logits: &Vec<T>,
+        ldot: &Vec<T>,
+        labels: &Vec<u32>,
+        s: &LinearShape,
+    ) -> Result<f64> {
+        loss::ce_dual(dlogits, dldot, logits, ldot, labels, s)
+    }
+
+    fn match_distance(
+        &self,
+        dsyn: &mut Vec<T>,
+        g_syn: &Vec<T>,
+        g_real: &Vec<T>,
+        tensors: &[MatchTensor],
+        metric: Metric,
+    ) -> Result<f64> {
+        check_len("match_distance", g_syn.len(), g_real.len())?;
+        check_len("match_distance", dsyn.len(), g_real.len())?;
+        matching::match_distance(dsyn, g_syn, g_real, tensors, metric)
+    }
+    fn sgd_step(&self, p: &mut Vec<T>, g: &Vec<T>, m: &mut Vec<T>, hp: SgdParams) -> Result<()> {
+        check_len("sgd_step", g.len(), p.len())?;
+        check_len("sgd_step", m.len(), p.len())?;
+        sgd::sgd_step(p, g, m, hp);
+        Ok(())
+    }
+
+    fn aug_fwd(&self, y: &mut Vec<T>, x: &Vec<T>, op: &AugOp, s: &ImgShape) -> Result<()> {
+        check_len("aug_fwd x", x.len(), s.len())?;
+        check_len("aug_fwd y", y.len(), s.len())?;
+        check_len("aug_fwd params", op.batch(), s.n as usize)?;
+        augment::aug_fwd(self.pool(), y, x, op, s);
+        Ok(())
+    }
+    fn aug_bwd(&self, dx: &mut Vec<T>, dy: &Vec<T>, op: &AugOp, s: &ImgShape) -> Result<()> {
+        check_len("aug_bwd dx", dx.len(), s.len())?;
+        check_len("aug_bwd dy", dy.len(), s.len())?;
+        check_len("aug_bwd params", op.batch(), s.n as usize)?;
+        augment::aug_bwd(self.pool(), dx, dy, op, s);
+        Ok(())
+    }
+}
+
+/// Two disjoint mutable segments of one buffer (weight and optional bias grads).
+fn split_two<T>(buf: &mut [T], a: Seg, b: Option<Seg>) -> Result<(&mut [T], Option<&mut [T]>)> {
+    let (ra, rb) = (a.range(), b.map(|b| b.range()));
+    if ra.end > buf.len() || rb.as_ref().is_some_and(|r| r.end > buf.len()) {
+        return Err(Error::Shape("parameter segment outside the buffer".into()));
+    }
+    match rb {
+        None => Ok((&mut buf[ra], None)),
+        Some(rb) if rb.start >= ra.end => {
+            let (lo, hi) = buf.split_at_mut(rb.start);
+            Ok((&mut lo[ra], Some(&mut hi[..rb.end - rb.start])))
+        }
+        Some(rb) if rb.end <= ra.start => {
+            let (lo, hi) = buf.split_at_mut(ra.start);
+            Ok((&mut hi[..ra.end - ra.start], Some(&mut lo[rb])))
+        }
+        Some(_) => Err(Error::Shape("overlapping parameter segments".into())),
+    }
+}

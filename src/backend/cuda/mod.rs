@@ -1,0 +1,1 @@
+//! The `cuda` backend: cudarc (dynamic loading) + the hand-written kernels of `kernels/`.

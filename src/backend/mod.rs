@@ -1,0 +1,478 @@
+//! The [`Backend`] trait: the kernels the ConvNet, the augmentations, the gradient
+//! matching and the optimisers need, over device buffers. Everything above it
+//! (model, engine, condensation, evaluation) is written once, generic over it.
+//!
+//! Conventions for every op:
+//! - tensors are NCHW, contiguous, element type [`Backend::E`];
+//! - outputs first, then inputs, then shapes/parameters; gradients carry a `d`
+//!   prefix, forward-mode tangents a `dot` suffix (`xdot`, `ydot`);
+//! - parameter tensors live in one flat buffer and are addressed by [`Seg`]; a
+//!   tangent / gradient buffer has the same layout as the parameter buffer;
+//! - an output is overwritten unless the op takes `acc: bool`, in which case
+//!   `acc = true` adds to it;
+//! - shapes are validated by the caller (model layer); backends may assume
+//!   buffer lengths match the shape and return [`crate::Error::Shape`] when they
+//!   cheaply can tell otherwise.
+//!
+//! The second-order ops (`*_jvp`, `*_dual_bwd`) implement the forward-mode
+//! tangent and the reverse pass of the dual (primal, tangent) computation of
+//! `docs/derivations.md` §"second-order pass".
+
+pub mod cpu;
+pub mod cuda;
+pub mod emu;
+mod shapes;
+
+pub use shapes::*;
+
+use crate::error::Result;
+
+/// Element type of a backend: `f32` (every backend) or `f64` (CPU, for gradient
+/// checks).
+pub trait Scalar:
+    Copy
+    + Send
+    + Sync
+    + 'static
+    + Default
+    + std::fmt::Debug
+    + std::fmt::Display
+    + PartialOrd
+    + bytemuck::Pod
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+    + std::iter::Sum
+{
+    /// 0.
+    const ZERO: Self;
+    /// 1.
+    const ONE: Self;
+    /// Conversion from f64 (rounding for f32).
+    fn from_f64(v: f64) -> Self;
+    /// Conversion to f64.
+    fn to_f64(self) -> f64;
+    /// Conversion from f32.
+    fn from_f32(v: f32) -> Self;
+    /// Conversion to f32 (rounding for f64).
+    fn to_f32(self) -> f32;
+    /// e^x.
+    fn exp(self) -> Self;
+    /// Natural logarithm.
+    fn ln(self) -> Self;
+    /// Square root.
+    fn sqrt(self) -> Self;
+    /// Larger of two values.
+    fn max(self, other: Self) -> Self;
+    /// True unless NaN or infinite.
+    fn is_finite(self) -> bool;
+}
+
+macro_rules! impl_scalar {
+    ($t:ty) => {
+        impl Scalar for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn from_f32(v: f32) -> Self {
+                v as $t
+            }
+            fn to_f32(self) -> f32 {
+                self as f32
+            }
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            fn max(self, other: Self) -> Self {
+                <$t>::max(self, other)
+            }
+            fn is_finite(self) -> bool {
+                <$t>::is_finite(self)
+            }
+        }
+    };
+}
+impl_scalar!(f32);
+impl_scalar!(f64);
+
+/// Result of the softmax cross-entropy op.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CeOut {
+    /// Mean cross-entropy over the batch.
+    pub loss: f64,
+    /// Number of samples whose arg-max logit equals the label.
+    pub correct: usize,
+}
+
+/// The kernels, at the granularity the algorithm needs. See the module docs for
+/// the conventions; each op's maths is in `docs/derivations.md`.
+pub trait Backend: Send + Sync {
+    /// Element type.
+    type E: Scalar;
+    /// A device buffer of `E`.
+    type Buf: Send;
+    /// A device buffer of class labels.
+    type Labels: Send;
+
+    /// Short name (`cpu`, `cuda`, `emu`) with details (threads, device).
+    fn name(&self) -> String;
+
+    // ---- memory -------------------------------------------------------------
+    /// A zero-filled buffer of `len` elements.
+    fn alloc(&self, len: usize) -> Result<Self::Buf>;
+    /// A buffer holding a copy of `host`.
+    fn upload(&self, host: &[Self::E]) -> Result<Self::Buf>;
+    /// The buffer's contents on the host.
+    fn download(&self, buf: &Self::Buf) -> Result<Vec<Self::E>>;
+    /// Number of elements of a buffer.
+    fn buf_len(&self, buf: &Self::Buf) -> usize;
+    /// Labels on the device.
+    fn upload_labels(&self, labels: &[u32]) -> Result<Self::Labels>;
+    /// `dst[dst_off..dst_off+len] = src[src_off..src_off+len]`.
+    fn copy_range(
+        &self,
+        dst: &mut Self::Buf,
+        dst_off: usize,
+        src: &Self::Buf,
+        src_off: usize,
+        len: usize,
+    ) -> Result<()>;
+    /// Every element set to `value`.
+    fn fill(&self, buf: &mut Self::Buf, value: Self::E) -> Result<()>;
+    /// `y += a * x` (same lengths).
+    fn axpy(&self, y: &mut Self::Buf, a: Self::E, x: &Self::Buf) -> Result<()>;
+    /// `dst[i] = src[rows[i]]` for rows of `row_len` elements (real-batch sampling).
+    fn gather_rows(
+        &self,
+        dst: &mut Self::Buf,
+        src: &Self::Buf,
+        rows: &[u32],
+        row_len: usize,
+    ) -> Result<()>;
+    /// Blocks until all queued work is done (no-op on the CPU).
+    fn synchronize(&self) -> Result<()>;
+
+    // ---- convolution -------------------------------------------------------
+    /// `y (=|+=) conv(x, W) + b`; W at `w` in `params`, optional bias at `b`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_fwd(
+        &self,
+        y: &mut Self::Buf,
+        x: &Self::Buf,
+        params: &Self::Buf,
+        w: Seg,
+        b: Option<Seg>,
+        s: &ConvShape,
+        acc: bool,
+    ) -> Result<()>;
+    /// `dx (=|+=) conv_transpose(dy, W)`.
+    fn conv2d_bwd_input(
+        &self,
+        dx: &mut Self::Buf,
+        dy: &Self::Buf,
+        params: &Self::Buf,
+        w: Seg,
+        s: &ConvShape,
+        acc: bool,
+    ) -> Result<()>;
+    /// `dW = sum_n dy_n (*) x_n` at `dw` and, if given, `db = sum_{n,oh,ow} dy` at
+    /// `db`, both in `grads` (overwritten).
+    fn conv2d_bwd_weight(
+        &self,
+        grads: &mut Self::Buf,
+        dw: Seg,
+        db: Option<Seg>,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        s: &ConvShape,
+    ) -> Result<()>;
+
+    // ---- fully connected ---------------------------------------------------
+    /// `y (=|+=) x W^T + b`.
+    #[allow(clippy::too_many_arguments)]
+    fn linear_fwd(
+        &self,
+        y: &mut Self::Buf,
+        x: &Self::Buf,
+        params: &Self::Buf,
+        w: Seg,
+        b: Option<Seg>,
+        s: &LinearShape,
+        acc: bool,
+    ) -> Result<()>;
+    /// `dx (=|+=) dy W`.
+    fn linear_bwd_input(
+        &self,
+        dx: &mut Self::Buf,
+        dy: &Self::Buf,
+        params: &Self::Buf,
+        w: Seg,
+        s: &LinearShape,
+        acc: bool,
+    ) -> Result<()>;
+    /// `dW = dy^T x`, `db = sum_n dy` (overwritten, in `grads`).
+    fn linear_bwd_weight(
+        &self,
+        grads: &mut Self::Buf,
+        dw: Seg,
+        db: Option<Seg>,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        s: &LinearShape,
+    ) -> Result<()>;
+
+    // ---- activations -------------------------------------------------------
+    /// `y = act(x)`.
+    fn act_fwd(&self, y: &mut Self::Buf, x: &Self::Buf, act: Act) -> Result<()>;
+    /// `dx = act'(x) * dy` (also the forward tangent: `ydot = act'(x) * xdot`).
+    fn act_bwd(&self, dx: &mut Self::Buf, dy: &Self::Buf, x: &Self::Buf, act: Act) -> Result<()>;
+    /// Reverse of the dual activation: `dxdot = act'(x) dydot`,
+    /// `dx = act'(x) dy + act''(x) xdot dydot`.
+    #[allow(clippy::too_many_arguments)]
+    fn act_dual_bwd(
+        &self,
+        dx: &mut Self::Buf,
+        dxdot: &mut Self::Buf,
+        dy: &Self::Buf,
+        dydot: &Self::Buf,
+        x: &Self::Buf,
+        xdot: &Self::Buf,
+        act: Act,
+    ) -> Result<()>;
+
+    // ---- pooling -----------------------------------------------------------
+    /// `y = pool(x)`.
+    fn pool_fwd(&self, y: &mut Self::Buf, x: &Self::Buf, s: &PoolShape, kind: PoolKind)
+        -> Result<()>;
+    /// `dx = pool^T(dy)` (max: to the arg-max of `x`); elements no window covers get 0.
+    fn pool_bwd(
+        &self,
+        dx: &mut Self::Buf,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        s: &PoolShape,
+        kind: PoolKind,
+    ) -> Result<()>;
+    /// Forward tangent: `ydot = pool'(x) xdot` (max: `xdot` at the arg-max of `x`).
+    fn pool_jvp(
+        &self,
+        ydot: &mut Self::Buf,
+        x: &Self::Buf,
+        xdot: &Self::Buf,
+        s: &PoolShape,
+        kind: PoolKind,
+    ) -> Result<()>;
+
+    // ---- group / instance / layer norm ------------------------------------
+    /// `y = gamma * (x - mu) * rstd + beta` per (sample, group); writes
+    /// `stats = [mu (N*G), rstd (N*G)]`.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_fwd(
+        &self,
+        y: &mut Self::Buf,
+        stats: &mut Self::Buf,
+        x: &Self::Buf,
+        params: &Self::Buf,
+        gamma: Seg,
+        beta: Seg,
+        s: &NormShape,
+    ) -> Result<()>;
+    /// `dx = J^T (gamma * dy)`; if `dparams` is given, `dgamma`, `dbeta` there.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_bwd(
+        &self,
+        dx: &mut Self::Buf,
+        dparams: Option<(&mut Self::Buf, Seg, Seg)>,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        stats: &Self::Buf,
+        params: &Self::Buf,
+        gamma: Seg,
+        s: &NormShape,
+    ) -> Result<()>;
+    /// Forward tangent along parameter direction `t`:
+    /// `ydot = gamma * J xdot + t_gamma * xhat + t_beta`.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_jvp(
+        &self,
+        ydot: &mut Self::Buf,
+        x: &Self::Buf,
+        xdot: &Self::Buf,
+        stats: &Self::Buf,
+        params: &Self::Buf,
+        gamma: Seg,
+        tangent: &Self::Buf,
+        t_gamma: Seg,
+        t_beta: Seg,
+        s: &NormShape,
+    ) -> Result<()>;
+    /// Reverse of the dual norm: `dxdot = J^T(gamma dydot)`,
+    /// `dx = J^T(gamma dy) + J^T(t_gamma dydot) + (d/dx <gamma dydot, J(x) xdot>)`.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_dual_bwd(
+        &self,
+        dx: &mut Self::Buf,
+        dxdot: &mut Self::Buf,
+        dy: &Self::Buf,
+        dydot: &Self::Buf,
+        x: &Self::Buf,
+        xdot: &Self::Buf,
+        stats: &Self::Buf,
+        params: &Self::Buf,
+        gamma: Seg,
+        tangent: &Self::Buf,
+        t_gamma: Seg,
+        s: &NormShape,
+    ) -> Result<()>;
+
+    // ---- batch norm (per channel over N, H, W) -----------------------------
+    /// Train mode: batch statistics (biased variance) into `stats = [mu (C), rstd (C)]`;
+    /// `running = [mean (C), var (C)]` moves `momentum` towards the batch mean and
+    /// the unbiased batch variance.
+    #[allow(clippy::too_many_arguments)]
+    fn bn_fwd_train(
+        &self,
+        y: &mut Self::Buf,
+        stats: &mut Self::Buf,
+        running: &mut Self::Buf,
+        x: &Self::Buf,
+        params: &Self::Buf,
+        gamma: Seg,
+        beta: Seg,
+        s: &NormShape,
+        momentum: f32,
+    ) -> Result<()>;
+    /// Train-mode backward (through the batch statistics).
+    #[allow(clippy::too_many_arguments)]
+    fn bn_bwd_train(
+        &self,
+        dx: &mut Self::Buf,
+        dparams: Option<(&mut Self::Buf, Seg, Seg)>,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        stats: &Self::Buf,
+        params: &Self::Buf,
+        gamma: Seg,
+        s: &NormShape,
+    ) -> Result<()>;
+    /// Eval mode: `y = gamma (x - mean) / sqrt(var + eps) + beta` with `running`.
+    #[allow(clippy::too_many_arguments)]
+    fn bn_fwd_eval(
+        &self,
+        y: &mut Self::Buf,
+        x: &Self::Buf,
+        running: &Self::Buf,
+        params: &Self::Buf,
+        gamma: Seg,
+        beta: Seg,
+        s: &NormShape,
+    ) -> Result<()>;
+    /// Eval-mode backward: `dx = gamma rstd dy`; parameter gradients if asked.
+    #[allow(clippy::too_many_arguments)]
+    fn bn_bwd_eval(
+        &self,
+        dx: &mut Self::Buf,
+        dparams: Option<(&mut Self::Buf, Seg, Seg)>,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        running: &Self::Buf,
+        params: &Self::Buf,
+        gamma: Seg,
+        s: &NormShape,
+    ) -> Result<()>;
+    /// Eval-mode tangent: `ydot = gamma rstd xdot + t_gamma (x - mean) rstd + t_beta`.
+    #[allow(clippy::too_many_arguments)]
+    fn bn_eval_jvp(
+        &self,
+        ydot: &mut Self::Buf,
+        x: &Self::Buf,
+        xdot: &Self::Buf,
+        running: &Self::Buf,
+        params: &Self::Buf,
+        gamma: Seg,
+        tangent: &Self::Buf,
+        t_gamma: Seg,
+        t_beta: Seg,
+        s: &NormShape,
+    ) -> Result<()>;
+    /// Reverse of the eval-mode dual: `dxdot = gamma rstd dydot`,
+    /// `dx = gamma rstd dy + t_gamma rstd dydot`.
+    #[allow(clippy::too_many_arguments)]
+    fn bn_eval_dual_bwd(
+        &self,
+        dx: &mut Self::Buf,
+        dxdot: &mut Self::Buf,
+        dy: &Self::Buf,
+        dydot: &Self::Buf,
+        running: &Self::Buf,
+        params: &Self::Buf,
+        gamma: Seg,
+        tangent: &Self::Buf,
+        t_gamma: Seg,
+        s: &NormShape,
+    ) -> Result<()>;
+
+    // ---- loss --------------------------------------------------------------
+    /// Mean softmax cross-entropy of `logits [N, K]`; `dlogits = (softmax - onehot)/N`.
+    fn ce_fwd_bwd(
+        &self,
+        dlogits: &mut Self::Buf,
+        logits: &Self::Buf,
+        labels: &Self::Labels,
+        s: &LinearShape,
+    ) -> Result<CeOut>;
+    /// Second order: `h = (1/N) sum_n <p_n - e_n, ldot_n>` is returned;
+    /// `dldot = (p - e)/N`, `dlogits = (p * ldot - p <p, ldot>)/N`.
+    fn ce_dual(
+        &self,
+        dlogits: &mut Self::Buf,
+        dldot: &mut Self::Buf,
+        logits: &Self::Buf,
+        ldot: &Self::Buf,
+        labels: &Self::Labels,
+        s: &LinearShape,
+    ) -> Result<f64>;
+
+    // ---- gradient matching, optimisers -------------------------------------
+    /// Matching distance `D(g_syn, g_real)` over `tensors` (returned) and its
+    /// gradient w.r.t. `g_syn` into `dsyn` (same layout; zero where ignored).
+    fn match_distance(
+        &self,
+        dsyn: &mut Self::Buf,
+        g_syn: &Self::Buf,
+        g_real: &Self::Buf,
+        tensors: &[MatchTensor],
+        metric: Metric,
+    ) -> Result<f64>;
+    /// One SGD step over a whole flat buffer (see [`SgdParams`]).
+    fn sgd_step(
+        &self,
+        p: &mut Self::Buf,
+        g: &Self::Buf,
+        momentum_buf: &mut Self::Buf,
+        hp: SgdParams,
+    ) -> Result<()>;
+
+    // ---- augmentation ------------------------------------------------------
+    /// `y = op(x)` with the op's per-image parameters.
+    fn aug_fwd(&self, y: &mut Self::Buf, x: &Self::Buf, op: &AugOp, s: &ImgShape) -> Result<()>;
+    /// `dx = op^T(dy)` (the adjoint of the linear part; brightness passes through).
+    fn aug_bwd(&self, dx: &mut Self::Buf, dy: &Self::Buf, op: &AugOp, s: &ImgShape)
+        -> Result<()>;
+}

@@ -1,0 +1,1 @@
+//! The DC/DSA condensation algorithm, checkpoints, progress.

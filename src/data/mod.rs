@@ -1,0 +1,1 @@
+//! Real datasets: readers, normalisation, per-class index.

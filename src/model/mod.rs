@@ -1,0 +1,1 @@
+//! The ConvNet: configuration, flat parameter layout with offset table, PyTorch-default initialisation.
