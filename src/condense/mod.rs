@@ -1,1 +1,3 @@
 //! The DC/DSA condensation algorithm, checkpoints, progress.
+
+pub mod config;

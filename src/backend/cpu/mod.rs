@@ -296,7 +296,7 @@ impl<T: Scalar> Backend for Cpu<T> {
             &params[gamma.range()],
             &params[beta.range()],
             s,
-        );
+        )?;
         Ok(())
     }
     fn norm_bwd(
@@ -315,7 +315,7 @@ impl<T: Scalar> Backend for Cpu<T> {
             None => None,
         };
         let dp = dp.map(|(a, b)| (a, b.expect("beta segment")));
-        norm::norm_bwd(self.pool(), dx, dp, dy, x, stats, &params[gamma.range()], s);
+        norm::norm_bwd(self.pool(), dx, dp, dy, x, stats, &params[gamma.range()], s)?;
         Ok(())
     }
     fn norm_jvp(
@@ -341,7 +341,7 @@ impl<T: Scalar> Backend for Cpu<T> {
             &tangent[t_gamma.range()],
             &tangent[t_beta.range()],
             s,
-        );
+        )?;
         Ok(())
     }
     fn norm_dual_bwd(
@@ -371,7 +371,7 @@ impl<T: Scalar> Backend for Cpu<T> {
             &params[gamma.range()],
             &tangent[t_gamma.range()],
             s,
-        );
+        )?;
         Ok(())
     }
 
@@ -397,7 +397,7 @@ impl<T: Scalar> Backend for Cpu<T> {
             &params[beta.range()],
             s,
             momentum,
-        );
+        )?;
         Ok(())
     }
     fn bn_bwd_train(
@@ -416,7 +416,7 @@ impl<T: Scalar> Backend for Cpu<T> {
             None => None,
         };
         let dp = dp.map(|(a, b)| (a, b.expect("beta segment")));
-        norm::bn_bwd_train(self.pool(), dx, dp, dy, x, stats, &params[gamma.range()], s);
+        norm::bn_bwd_train(self.pool(), dx, dp, dy, x, stats, &params[gamma.range()], s)?;
         Ok(())
     }
     fn bn_fwd_eval(
@@ -437,7 +437,7 @@ impl<T: Scalar> Backend for Cpu<T> {
             &params[gamma.range()],
             &params[beta.range()],
             s,
-        );
+        )?;
         Ok(())
     }
     fn bn_bwd_eval(
@@ -456,7 +456,7 @@ impl<T: Scalar> Backend for Cpu<T> {
             None => None,
         };
         let dp = dp.map(|(a, b)| (a, b.expect("beta segment")));
-        norm::bn_bwd_eval(self.pool(), dx, dp, dy, x, running, &params[gamma.range()], s);
+        norm::bn_bwd_eval(self.pool(), dx, dp, dy, x, running, &params[gamma.range()], s)?;
         Ok(())
     }
     fn bn_eval_jvp(
@@ -482,7 +482,7 @@ impl<T: Scalar> Backend for Cpu<T> {
             &tangent[t_gamma.range()],
             &tangent[t_beta.range()],
             s,
-        );
+        )?;
         Ok(())
     }
     fn bn_eval_dual_bwd(
@@ -508,7 +508,7 @@ impl<T: Scalar> Backend for Cpu<T> {
             &params[gamma.range()],
             &tangent[t_gamma.range()],
             s,
-        );
+        )?;
         Ok(())
     }
 
