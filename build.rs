@@ -21,13 +21,24 @@ fn main() {
     let kdir = PathBuf::from("kernels");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rustc-check-cfg=cfg(dsa_fatbin)");
-    for v in ["NVCC", "CUDA_HOME", "CUDA_PATH", "PATH", "DSA_NO_NVCC", "DSA_CUDA_ARCHS"] {
+    for v in [
+        "NVCC",
+        "CUDA_HOME",
+        "CUDA_PATH",
+        "PATH",
+        "DSA_NO_NVCC",
+        "DSA_CUDA_ARCHS",
+    ] {
         println!("cargo:rerun-if-env-changed={v}");
     }
 
     let mut cu: Vec<PathBuf> = list(&kdir, "cu");
     cu.sort();
-    for f in cu.iter().chain(list(&kdir, "cuh").iter()).chain(list(&kdir.join("emu"), "h").iter()) {
+    for f in cu
+        .iter()
+        .chain(list(&kdir, "cuh").iter())
+        .chain(list(&kdir.join("emu"), "h").iter())
+    {
         println!("cargo:rerun-if-changed={}", f.display());
     }
     println!("cargo:rerun-if-changed=kernels/emu/cuda_emu.cpp");
@@ -80,7 +91,8 @@ fn main() {
             }
             // PTX from this (13.0) toolkit for newer GPUs: loads on driver >= 580.
             cmd.arg("-gencode=arch=compute_80,code=compute_80");
-            cmd.args(["-std=c++17", "-O3", "-lineinfo", "-Xptxas", "-v", "-I"]).arg(&kdir);
+            cmd.args(["-std=c++17", "-O3", "-lineinfo", "-Xptxas", "-v", "-I"])
+                .arg(&kdir);
             cmd.arg(&all_path);
             let shown = format!("{cmd:?}");
             let res = cmd.output();
@@ -157,7 +169,10 @@ fn find_nvcc() -> Option<PathBuf> {
         if p.is_file() {
             return Some(p);
         }
-        println!("cargo:warning=$NVCC={} is not a file; looking elsewhere", p.display());
+        println!(
+            "cargo:warning=$NVCC={} is not a file; looking elsewhere",
+            p.display()
+        );
     }
     for var in ["CUDA_HOME", "CUDA_PATH"] {
         if let Ok(h) = env::var(var) {

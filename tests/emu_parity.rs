@@ -56,7 +56,10 @@ fn nan_vec(n: usize) -> Vec<f32> {
 fn assert_close(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     if let Some(i) = got.iter().position(|v| !v.is_finite()) {
-        panic!("{what}: non-finite output {} at index {i} (ref {})", got[i], want[i]);
+        panic!(
+            "{what}: non-finite output {} at index {i} (ref {})",
+            got[i], want[i]
+        );
     }
     let (mut num, mut den, mut max_abs, mut max_rel) = (0f64, 0f64, 0f64, 0f64);
     let mut first_bad = None;
@@ -72,7 +75,11 @@ fn assert_close(what: &str, got: &[f32], want: &[f32]) {
             first_bad = Some(i);
         }
     }
-    let rel = if den > 0.0 { (num / den).sqrt() } else { num.sqrt() };
+    let rel = if den > 0.0 {
+        (num / den).sqrt()
+    } else {
+        num.sqrt()
+    };
     assert!(
         rel < REL_TOL,
         "{what}: relative error {rel:.3e} >= {REL_TOL:e} (max abs {max_abs:.3e}, max rel \
@@ -136,15 +143,26 @@ fn body_copy_range<B: Backend<E = f32>>(b: &B) {
         b.copy_range(&mut d, doff, &s, soff, len).unwrap();
         let mut dc = dst0.clone();
         cpu().copy_range(&mut dc, doff, &src, soff, len).unwrap();
-        assert_close(&format!("copy_range case {i}"), &b.download(&d).unwrap(), &dc);
+        assert_close(
+            &format!("copy_range case {i}"),
+            &b.download(&d).unwrap(),
+            &dc,
+        );
     }
 }
-parity!(copy_range, body_copy_range);
+parity!(
+    #[ignore = "waits for cpu op copy_range (cpu/memory.rs)"]
+    copy_range,
+    body_copy_range
+);
 
 fn body_axpy<B: Backend<E = f32>>(b: &B) {
     for (i, n) in [7usize, 1024, 5003].into_iter().enumerate() {
         let mut r = rng(30 + i as u64);
-        let (x, y0) = (rand_vec(&mut r, n, -1.0, 1.0), rand_vec(&mut r, n, -1.0, 1.0));
+        let (x, y0) = (
+            rand_vec(&mut r, n, -1.0, 1.0),
+            rand_vec(&mut r, n, -1.0, 1.0),
+        );
         let a: f32 = r.random_range(-2.0..2.0);
         let mut y = b.upload(&y0).unwrap();
         b.axpy(&mut y, a, &b.upload(&x).unwrap()).unwrap();
@@ -153,7 +171,11 @@ fn body_axpy<B: Backend<E = f32>>(b: &B) {
         assert_close(&format!("axpy n={n}"), &b.download(&y).unwrap(), &yc);
     }
 }
-parity!(axpy, body_axpy);
+parity!(
+    #[ignore = "waits for cpu op axpy (cpu/memory.rs)"]
+    axpy,
+    body_axpy
+);
 
 fn body_gather_rows<B: Backend<E = f32>>(b: &B) {
     for (i, (src_rows, nrows, row_len)) in [(3usize, 1usize, 5usize), (40, 17, 33), (9, 64, 7)]
@@ -162,15 +184,26 @@ fn body_gather_rows<B: Backend<E = f32>>(b: &B) {
     {
         let mut r = rng(40 + i as u64);
         let src = rand_vec(&mut r, src_rows * row_len, -1.0, 1.0);
-        let rows: Vec<u32> = (0..nrows).map(|_| r.random_range(0..src_rows as u32)).collect();
+        let rows: Vec<u32> = (0..nrows)
+            .map(|_| r.random_range(0..src_rows as u32))
+            .collect();
         let mut d = b.upload(&nan_vec(nrows * row_len)).unwrap();
-        b.gather_rows(&mut d, &b.upload(&src).unwrap(), &rows, row_len).unwrap();
+        b.gather_rows(&mut d, &b.upload(&src).unwrap(), &rows, row_len)
+            .unwrap();
         let mut dc = nan_vec(nrows * row_len);
         cpu().gather_rows(&mut dc, &src, &rows, row_len).unwrap();
-        assert_close(&format!("gather_rows case {i}"), &b.download(&d).unwrap(), &dc);
+        assert_close(
+            &format!("gather_rows case {i}"),
+            &b.download(&d).unwrap(),
+            &dc,
+        );
     }
 }
-parity!(gather_rows, body_gather_rows);
+parity!(
+    #[ignore = "waits for cpu op gather_rows (cpu/memory.rs)"]
+    gather_rows,
+    body_gather_rows
+);
 
 // ---- activations ----------------------------------------------------------------
 
@@ -202,10 +235,17 @@ fn body_act<B: Backend<E = f32>>(b: &B) {
             let mut dx = b.upload(&nan_vec(n)).unwrap();
             let mut dxdot = b.upload(&nan_vec(n)).unwrap();
             let (dydotb, xdotb) = (b.upload(&dydot).unwrap(), b.upload(&xdot).unwrap());
-            b.act_dual_bwd(&mut dx, &mut dxdot, &dyb, &dydotb, &xb, &xdotb, act).unwrap();
+            b.act_dual_bwd(&mut dx, &mut dxdot, &dyb, &dydotb, &xb, &xdotb, act)
+                .unwrap();
             let (mut dxc, mut dxdotc) = (nan_vec(n), nan_vec(n));
-            cpu().act_dual_bwd(&mut dxc, &mut dxdotc, &dy, &dydot, &x, &xdot, act).unwrap();
-            assert_close(&format!("act_dual_bwd dx {what}"), &b.download(&dx).unwrap(), &dxc);
+            cpu()
+                .act_dual_bwd(&mut dxc, &mut dxdotc, &dy, &dydot, &x, &xdot, act)
+                .unwrap();
+            assert_close(
+                &format!("act_dual_bwd dx {what}"),
+                &b.download(&dx).unwrap(),
+                &dxc,
+            );
             assert_close(
                 &format!("act_dual_bwd dxdot {what}"),
                 &b.download(&dxdot).unwrap(),
@@ -214,7 +254,11 @@ fn body_act<B: Backend<E = f32>>(b: &B) {
         }
     }
 }
-parity!(act, body_act);
+parity!(
+    #[ignore = "waits for cpu ops act_* (cpu/act.rs)"]
+    act,
+    body_act
+);
 
 // ---- pooling --------------------------------------------------------------------
 
@@ -226,10 +270,15 @@ fn body_pool<B: Backend<E = f32>>(b: &B) {
     {
         for kind in [PoolKind::Avg, PoolKind::Max] {
             let s = PoolShape { planes, h, w };
-            let (xl, yl) = ((planes * h * w) as usize, (planes * (h / 2) * (w / 2)) as usize);
+            let (xl, yl) = (
+                (planes * h * w) as usize,
+                (planes * (h / 2) * (w / 2)) as usize,
+            );
             let mut r = rng(60 + i as u64);
             // values on a coarse grid so that max windows contain ties
-            let x: Vec<f32> = (0..xl).map(|_| r.random_range(-4i32..4) as f32 * 0.5).collect();
+            let x: Vec<f32> = (0..xl)
+                .map(|_| r.random_range(-4i32..4) as f32 * 0.5)
+                .collect();
             let xdot = rand_vec(&mut r, xl, -1.0, 1.0);
             let dy = rand_vec(&mut r, yl, -1.0, 1.0);
             let xb = b.upload(&x).unwrap();
@@ -242,27 +291,37 @@ fn body_pool<B: Backend<E = f32>>(b: &B) {
             assert_close(&format!("pool_fwd {what}"), &b.download(&y).unwrap(), &yc);
 
             let mut dx = b.upload(&nan_vec(xl)).unwrap();
-            b.pool_bwd(&mut dx, &b.upload(&dy).unwrap(), &xb, &s, kind).unwrap();
+            b.pool_bwd(&mut dx, &b.upload(&dy).unwrap(), &xb, &s, kind)
+                .unwrap();
             let mut dxc = nan_vec(xl);
             cpu().pool_bwd(&mut dxc, &dy, &x, &s, kind).unwrap();
             assert_close(&format!("pool_bwd {what}"), &b.download(&dx).unwrap(), &dxc);
 
             let mut yd = b.upload(&nan_vec(yl)).unwrap();
-            b.pool_jvp(&mut yd, &xb, &b.upload(&xdot).unwrap(), &s, kind).unwrap();
+            b.pool_jvp(&mut yd, &xb, &b.upload(&xdot).unwrap(), &s, kind)
+                .unwrap();
             let mut ydc = nan_vec(yl);
             cpu().pool_jvp(&mut ydc, &x, &xdot, &s, kind).unwrap();
             assert_close(&format!("pool_jvp {what}"), &b.download(&yd).unwrap(), &ydc);
         }
     }
 }
-parity!(pool, body_pool);
+parity!(
+    #[ignore = "waits for cpu ops pool_* (cpu/pool.rs)"]
+    pool,
+    body_pool
+);
 
 // ---- SGD ------------------------------------------------------------------------
 
 fn body_sgd<B: Backend<E = f32>>(b: &B) {
-    for (i, (n, momentum, wd)) in [(5usize, 0.0f32, 0.0f32), (1000, 0.9, 5e-4), (3001, 0.5, 0.0)]
-        .into_iter()
-        .enumerate()
+    for (i, (n, momentum, wd)) in [
+        (5usize, 0.0f32, 0.0f32),
+        (1000, 0.9, 5e-4),
+        (3001, 0.5, 0.0),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let mut r = rng(70 + i as u64);
         let (p0, g, m0) = (
@@ -270,20 +329,257 @@ fn body_sgd<B: Backend<E = f32>>(b: &B) {
             rand_vec(&mut r, n, -1.0, 1.0),
             rand_vec(&mut r, n, -1.0, 1.0),
         );
-        let hp = SgdParams { lr: 0.01, momentum, weight_decay: wd };
+        let hp = SgdParams {
+            lr: 0.01,
+            momentum,
+            weight_decay: wd,
+        };
         let (mut p, mut m) = (b.upload(&p0).unwrap(), b.upload(&m0).unwrap());
         // two steps: the second reads the momentum the first wrote
         for _ in 0..2 {
-            b.sgd_step(&mut p, &b.upload(&g).unwrap(), &mut m, hp).unwrap();
+            b.sgd_step(&mut p, &b.upload(&g).unwrap(), &mut m, hp)
+                .unwrap();
         }
         let (mut pc, mut mc) = (p0.clone(), m0.clone());
         for _ in 0..2 {
             cpu().sgd_step(&mut pc, &g, &mut mc, hp).unwrap();
         }
         assert_close(&format!("sgd p case {i}"), &b.download(&p).unwrap(), &pc);
-        if momentum != 0.0 {
-            assert_close(&format!("sgd momentum case {i}"), &b.download(&m).unwrap(), &mc);
-        }
+        // without momentum the buffer must stay untouched (equal to m0 on both sides)
+        assert_close(
+            &format!("sgd momentum case {i}"),
+            &b.download(&m).unwrap(),
+            &mc,
+        );
     }
 }
 parity!(sgd, body_sgd);
+
+// ---- convolution ----------------------------------------------------------------
+
+/// (n, c, h, w, o, k, stride, pad): 1x1, 3x3, 5x5, strides 1 and 2, padding 0..3,
+/// O above one 128 tile, C*K*K above one tile, and batch*OH*OW long enough to split K.
+const CONV_SHAPES: [(usize, usize, usize, usize, usize, usize, usize, usize); 8] = [
+    (1, 1, 5, 5, 1, 3, 1, 1),
+    (2, 3, 9, 7, 5, 3, 1, 1),
+    (3, 2, 8, 8, 4, 3, 2, 0),
+    (2, 4, 6, 6, 130, 1, 1, 0),
+    (2, 1, 12, 12, 7, 3, 1, 3),
+    (2, 16, 6, 5, 9, 3, 1, 1),
+    (4, 2, 11, 11, 3, 5, 2, 2),
+    (8, 2, 12, 12, 3, 3, 1, 1),
+];
+
+/// Parameter buffer `[pad | w | b | tail]` with `w` at offset `off` (an odd offset
+/// exercises the unaligned load path).
+fn param_buf(r: &mut ChaCha8Rng, off: usize, w_len: usize, b_len: usize) -> (Vec<f32>, Seg, Seg) {
+    let p = rand_vec(r, off + w_len + b_len + 3, -0.5, 0.5);
+    let w = Seg {
+        off: off as u32,
+        len: w_len as u32,
+    };
+    let b = Seg {
+        off: (off + w_len) as u32,
+        len: b_len as u32,
+    };
+    (p, w, b)
+}
+
+fn body_conv<B: Backend<E = f32>>(b: &B) {
+    for (i, &(n, c, h, w, o, k, st, pad)) in CONV_SHAPES.iter().enumerate() {
+        let s = ConvShape::new(n, c, h, w, o, k, st, pad).unwrap();
+        let mut r = rng(80 + i as u64);
+        let (params, ws, bs) = param_buf(&mut r, if i % 2 == 0 { 4 } else { 1 }, s.w_len(), o);
+        let x = rand_vec(&mut r, s.x_len(), -1.0, 1.0);
+        let dy = rand_vec(&mut r, s.y_len(), -1.0, 1.0);
+        let (pb, xb, dyb) = (
+            b.upload(&params).unwrap(),
+            b.upload(&x).unwrap(),
+            b.upload(&dy).unwrap(),
+        );
+        let what = format!("{s:?}");
+        for acc in [false, true] {
+            let bias = if acc == (i % 2 == 0) { Some(bs) } else { None };
+            let y0 = if acc {
+                rand_vec(&mut r, s.y_len(), -1.0, 1.0)
+            } else {
+                nan_vec(s.y_len())
+            };
+            let mut y = b.upload(&y0).unwrap();
+            b.conv2d_fwd(&mut y, &xb, &pb, ws, bias, &s, acc).unwrap();
+            let mut yc = y0.clone();
+            cpu()
+                .conv2d_fwd(&mut yc, &x, &params, ws, bias, &s, acc)
+                .unwrap();
+            assert_close(
+                &format!("conv2d_fwd acc={acc} bias={} {what}", bias.is_some()),
+                &b.download(&y).unwrap(),
+                &yc,
+            );
+
+            let dx0 = if acc {
+                rand_vec(&mut r, s.x_len(), -1.0, 1.0)
+            } else {
+                nan_vec(s.x_len())
+            };
+            let mut dx = b.upload(&dx0).unwrap();
+            b.conv2d_bwd_input(&mut dx, &dyb, &pb, ws, &s, acc).unwrap();
+            let mut dxc = dx0.clone();
+            cpu()
+                .conv2d_bwd_input(&mut dxc, &dy, &params, ws, &s, acc)
+                .unwrap();
+            assert_close(
+                &format!("conv2d_bwd_input acc={acc} {what}"),
+                &b.download(&dx).unwrap(),
+                &dxc,
+            );
+        }
+        for with_bias in [false, true] {
+            let db = with_bias.then_some(bs);
+            let mut g = b.upload(&nan_vec(params.len())).unwrap();
+            b.conv2d_bwd_weight(&mut g, ws, db, &dyb, &xb, &s).unwrap();
+            let mut gc = nan_vec(params.len());
+            cpu()
+                .conv2d_bwd_weight(&mut gc, ws, db, &dy, &x, &s)
+                .unwrap();
+            let g = b.download(&g).unwrap();
+            assert_close(
+                &format!("conv2d_bwd_weight dw {what}"),
+                &g[ws.range()],
+                &gc[ws.range()],
+            );
+            if with_bias {
+                assert_close(
+                    &format!("conv2d_bwd_weight db {what}"),
+                    &g[bs.range()],
+                    &gc[bs.range()],
+                );
+            }
+        }
+    }
+}
+parity!(
+    #[ignore = "waits for cpu ops conv2d_* (cpu/conv.rs)"]
+    conv,
+    body_conv
+);
+
+// ---- fully connected ------------------------------------------------------------
+
+fn body_linear<B: Backend<E = f32>>(b: &B) {
+    for (i, &(n, f, k)) in [
+        (1usize, 1usize, 1usize),
+        (5, 7, 3),
+        (33, 130, 10),
+        (70, 20, 129),
+        (600, 8, 3),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let s = LinearShape {
+            n: n as u32,
+            f: f as u32,
+            k: k as u32,
+        };
+        let mut r = rng(90 + i as u64);
+        let (params, ws, bs) = param_buf(&mut r, if i % 2 == 0 { 0 } else { 3 }, k * f, k);
+        let x = rand_vec(&mut r, n * f, -1.0, 1.0);
+        let dy = rand_vec(&mut r, n * k, -1.0, 1.0);
+        let (pb, xb, dyb) = (
+            b.upload(&params).unwrap(),
+            b.upload(&x).unwrap(),
+            b.upload(&dy).unwrap(),
+        );
+        let what = format!("{s:?}");
+        for acc in [false, true] {
+            let bias = if acc == (i % 2 == 0) { Some(bs) } else { None };
+            let y0 = if acc {
+                rand_vec(&mut r, n * k, -1.0, 1.0)
+            } else {
+                nan_vec(n * k)
+            };
+            let mut y = b.upload(&y0).unwrap();
+            b.linear_fwd(&mut y, &xb, &pb, ws, bias, &s, acc).unwrap();
+            let mut yc = y0.clone();
+            cpu()
+                .linear_fwd(&mut yc, &x, &params, ws, bias, &s, acc)
+                .unwrap();
+            assert_close(
+                &format!("linear_fwd acc={acc} {what}"),
+                &b.download(&y).unwrap(),
+                &yc,
+            );
+
+            let dx0 = if acc {
+                rand_vec(&mut r, n * f, -1.0, 1.0)
+            } else {
+                nan_vec(n * f)
+            };
+            let mut dx = b.upload(&dx0).unwrap();
+            b.linear_bwd_input(&mut dx, &dyb, &pb, ws, &s, acc).unwrap();
+            let mut dxc = dx0.clone();
+            cpu()
+                .linear_bwd_input(&mut dxc, &dy, &params, ws, &s, acc)
+                .unwrap();
+            assert_close(
+                &format!("linear_bwd_input acc={acc} {what}"),
+                &b.download(&dx).unwrap(),
+                &dxc,
+            );
+        }
+        for with_bias in [false, true] {
+            let db = with_bias.then_some(bs);
+            let mut g = b.upload(&nan_vec(params.len())).unwrap();
+            b.linear_bwd_weight(&mut g, ws, db, &dyb, &xb, &s).unwrap();
+            let mut gc = nan_vec(params.len());
+            cpu()
+                .linear_bwd_weight(&mut gc, ws, db, &dy, &x, &s)
+                .unwrap();
+            let g = b.download(&g).unwrap();
+            assert_close(
+                &format!("linear_bwd_weight dw {what}"),
+                &g[ws.range()],
+                &gc[ws.range()],
+            );
+            if with_bias {
+                assert_close(
+                    &format!("linear_bwd_weight db {what}"),
+                    &g[bs.range()],
+                    &gc[bs.range()],
+                );
+            }
+        }
+    }
+}
+parity!(
+    #[ignore = "waits for cpu ops linear_* (cpu/linear.rs)"]
+    linear,
+    body_linear
+);
+
+// ---- determinism ----------------------------------------------------------------
+
+/// Same inputs, same bits: the split-K weight gradient (the only multi-pass
+/// reduction) run twice.
+fn body_deterministic<B: Backend<E = f32>>(b: &B) {
+    let s = ConvShape::new(8, 2, 12, 12, 3, 3, 1, 1).unwrap();
+    let mut r = rng(99);
+    let x = b.upload(&rand_vec(&mut r, s.x_len(), -1.0, 1.0)).unwrap();
+    let dy = b.upload(&rand_vec(&mut r, s.y_len(), -1.0, 1.0)).unwrap();
+    let seg = Seg {
+        off: 0,
+        len: s.w_len() as u32,
+    };
+    let run = || {
+        let mut g = b.alloc(s.w_len()).unwrap();
+        b.conv2d_bwd_weight(&mut g, seg, None, &dy, &x, &s).unwrap();
+        b.download(&g).unwrap()
+    };
+    let (a1, a2) = (run(), run());
+    assert!(
+        a1.iter().zip(&a2).all(|(p, q)| p.to_bits() == q.to_bits()),
+        "conv2d_bwd_weight not bitwise reproducible"
+    );
+}
+parity!(deterministic, body_deterministic);

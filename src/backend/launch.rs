@@ -99,7 +99,12 @@ mod tests {
     use super::*;
     #[test]
     fn splitk_covers_k() {
-        for &(m, n, k) in &[(128u32, 1152u32, 262144u64), (5, 27, 512), (10, 2048, 2560), (3, 3, 1)] {
+        for &(m, n, k) in &[
+            (128u32, 1152u32, 262144u64),
+            (5, 27, 512),
+            (10, 2048, 2560),
+            (3, 3, 1),
+        ] {
             let (s, c) = splitk(m, n, k);
             assert!(s >= 1 && c % igemm::BK == 0);
             assert!(s as u64 * c as u64 >= k && (s as u64 - 1) * (c as u64) < k);

@@ -71,13 +71,17 @@ impl CudaLauncher {
         // the raw launches below take device pointers without its guards.
         // SAFETY: all work of this backend goes to `stream`.
         unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.new_stream().map_err(|e| err(format!("new stream: {e}")))?;
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| err(format!("new stream: {e}")))?;
         let (major, minor) = ctx
             .compute_capability()
             .map_err(|e| err(format!("compute capability: {e}")))?;
         let name = ctx.name().unwrap_or_else(|_| "?".into());
         let (module, how) = load_module(&ctx, major, minor)?;
-        let sync_each = std::env::var("DSA_CUDA_SYNC").map(|v| v == "1").unwrap_or(false);
+        let sync_each = std::env::var("DSA_CUDA_SYNC")
+            .map(|v| v == "1")
+            .unwrap_or(false);
         let desc = format!(
             "cuda ({name}, sm_{major}{minor}, kernels: {how}{})",
             if sync_each { ", DSA_CUDA_SYNC=1" } else { "" }
@@ -93,7 +97,10 @@ impl CudaLauncher {
     }
 
     fn function(&self, k: &Kernel) -> Result<CudaFunction> {
-        let mut m = self.funcs.lock().map_err(|_| err("function cache poisoned"))?;
+        let mut m = self
+            .funcs
+            .lock()
+            .map_err(|_| err("function cache poisoned"))?;
         if let Some(f) = m.get(k.name) {
             return Ok(f.clone());
         }
@@ -107,7 +114,11 @@ impl CudaLauncher {
 }
 
 #[cfg(dsa_fatbin)]
-fn load_module(ctx: &Arc<CudaContext>, major: i32, minor: i32) -> Result<(Arc<CudaModule>, String)> {
+fn load_module(
+    ctx: &Arc<CudaContext>,
+    major: i32,
+    minor: i32,
+) -> Result<(Arc<CudaModule>, String)> {
     let m = ctx
         .load_module(cudarc::nvrtc::Ptx::from_binary(FATBIN.to_vec()))
         .map_err(|e| {
@@ -120,7 +131,11 @@ fn load_module(ctx: &Arc<CudaContext>, major: i32, minor: i32) -> Result<(Arc<Cu
 }
 
 #[cfg(not(dsa_fatbin))]
-fn load_module(ctx: &Arc<CudaContext>, major: i32, minor: i32) -> Result<(Arc<CudaModule>, String)> {
+fn load_module(
+    ctx: &Arc<CudaContext>,
+    major: i32,
+    minor: i32,
+) -> Result<(Arc<CudaModule>, String)> {
     // SAFETY: only tries to dlopen libnvrtc.
     if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
         return Err(Error::Unsupported(
@@ -143,8 +158,11 @@ fn load_module(ctx: &Arc<CudaContext>, major: i32, minor: i32) -> Result<(Arc<Cu
         name: Some("kernels_all.cu".into()),
         ..Default::default()
     };
-    let ptx = cudarc::nvrtc::compile_ptx_with_opts(KERNEL_SOURCE, opts)
-        .map_err(|e| err(format!("NVRTC compilation of the embedded kernels failed: {e:?}")))?;
+    let ptx = cudarc::nvrtc::compile_ptx_with_opts(KERNEL_SOURCE, opts).map_err(|e| {
+        err(format!(
+            "NVRTC compilation of the embedded kernels failed: {e:?}"
+        ))
+    })?;
     let m = ctx
         .load_module(ptx)
         .map_err(|e| err(format!("loading NVRTC PTX: {e}")))?;
@@ -160,7 +178,10 @@ impl Launcher for CudaLauncher {
     }
     fn alloc(&self, len: usize) -> Result<CudaSlice<f32>> {
         if len == 0 {
-            return self.stream.null().map_err(|e| err(format!("alloc 0 floats: {e}")));
+            return self
+                .stream
+                .null()
+                .map_err(|e| err(format!("alloc 0 floats: {e}")));
         }
         self.stream
             .alloc_zeros::<f32>(len)
@@ -187,7 +208,10 @@ impl Launcher for CudaLauncher {
     }
     fn upload_u32(&self, host: &[u32]) -> Result<CudaSlice<u32>> {
         if host.is_empty() {
-            return self.stream.null().map_err(|e| err(format!("alloc 0 u32: {e}")));
+            return self
+                .stream
+                .null()
+                .map_err(|e| err(format!("alloc 0 u32: {e}")));
         }
         self.stream
             .clone_htod(host)
@@ -206,9 +230,16 @@ impl Launcher for CudaLauncher {
         buf.device_ptr(&self.stream).0
     }
     fn synchronize(&self) -> Result<()> {
-        self.stream.synchronize().map_err(|e| err(format!("synchronize: {e}")))
+        self.stream
+            .synchronize()
+            .map_err(|e| err(format!("synchronize: {e}")))
     }
-    unsafe fn launch(&self, kernel: &Kernel, geo: Geometry, args: &mut [*mut c_void]) -> Result<()> {
+    unsafe fn launch(
+        &self,
+        kernel: &Kernel,
+        geo: Geometry,
+        args: &mut [*mut c_void],
+    ) -> Result<()> {
         let f = self.function(kernel)?;
         self.ctx
             .bind_to_thread()
@@ -225,11 +256,19 @@ impl Launcher for CudaLauncher {
                 args,
             )
         }
-        .map_err(|e| err(format!("launch {} grid {:?} block {:?}: {e}", kernel.name, geo.grid, geo.block)))?;
+        .map_err(|e| {
+            err(format!(
+                "launch {} grid {:?} block {:?}: {e}",
+                kernel.name, geo.grid, geo.block
+            ))
+        })?;
         if self.sync_each {
-            self.stream
-                .synchronize()
-                .map_err(|e| err(format!("kernel {} failed (DSA_CUDA_SYNC): {e}", kernel.name)))?;
+            self.stream.synchronize().map_err(|e| {
+                err(format!(
+                    "kernel {} failed (DSA_CUDA_SYNC): {e}",
+                    kernel.name
+                ))
+            })?;
         }
         Ok(())
     }

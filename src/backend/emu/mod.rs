@@ -80,7 +80,12 @@ impl Launcher for EmuLauncher {
     fn synchronize(&self) -> Result<()> {
         Ok(())
     }
-    unsafe fn launch(&self, kernel: &Kernel, geo: Geometry, args: &mut [*mut c_void]) -> Result<()> {
+    unsafe fn launch(
+        &self,
+        kernel: &Kernel,
+        geo: Geometry,
+        args: &mut [*mut c_void],
+    ) -> Result<()> {
         let grid = [geo.grid.0, geo.grid.1, geo.grid.2];
         let block = [geo.block.0, geo.block.1, geo.block.2];
         let mut err = [0 as c_char; 256];
@@ -100,7 +105,9 @@ impl Launcher for EmuLauncher {
         };
         if rc != 0 {
             // SAFETY: emu_launch NUL-terminates err (snprintf).
-            let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+            let msg = unsafe { CStr::from_ptr(err.as_ptr()) }
+                .to_string_lossy()
+                .into_owned();
             return Err(Error::Backend {
                 backend: "emu".into(),
                 msg: format!("kernel {}: {msg}", kernel.name),

@@ -80,19 +80,43 @@ pub(crate) fn copy_range<L: Launcher>(
     let (d, s) = (at(l.ptr_mut(dst), dst_off), at(l.ptr(src), src_off));
     // SAFETY: copy_range(float* dst, const float* src, unsigned n); the caller checked
     // both ranges lie inside their buffers; dst and src are distinct buffers (&mut).
-    unsafe { l.launch(&k::copy_range, launch::elementwise(n as u64), &mut [a(&d), a(&s), a(&n)]) }
+    unsafe {
+        l.launch(
+            &k::copy_range,
+            launch::elementwise(n as u64),
+            &mut [a(&d), a(&s), a(&n)],
+        )
+    }
 }
 
 pub(crate) fn fill<L: Launcher>(l: &L, y: &mut L::Buf, value: f32, n: u32) -> Result<()> {
     let y = l.ptr_mut(y);
     // SAFETY: fill(float* y, float value, unsigned n); y holds n floats.
-    unsafe { l.launch(&k::fill, launch::elementwise(n as u64), &mut [a(&y), a(&value), a(&n)]) }
+    unsafe {
+        l.launch(
+            &k::fill,
+            launch::elementwise(n as u64),
+            &mut [a(&y), a(&value), a(&n)],
+        )
+    }
 }
 
-pub(crate) fn axpy<L: Launcher>(l: &L, y: &mut L::Buf, alpha: f32, x: &L::Buf, n: u32) -> Result<()> {
+pub(crate) fn axpy<L: Launcher>(
+    l: &L,
+    y: &mut L::Buf,
+    alpha: f32,
+    x: &L::Buf,
+    n: u32,
+) -> Result<()> {
     let (y, x) = (l.ptr_mut(y), l.ptr(x));
     // SAFETY: axpy(float* y, const float* x, float a, unsigned n); both hold n floats.
-    unsafe { l.launch(&k::axpy, launch::elementwise(n as u64), &mut [a(&y), a(&x), a(&alpha), a(&n)]) }
+    unsafe {
+        l.launch(
+            &k::axpy,
+            launch::elementwise(n as u64),
+            &mut [a(&y), a(&x), a(&alpha), a(&n)],
+        )
+    }
 }
 
 pub(crate) fn gather_rows<L: Launcher>(
@@ -108,15 +132,33 @@ pub(crate) fn gather_rows<L: Launcher>(
     // SAFETY: gather_rows(float* dst, const float* src, const unsigned* rows, unsigned
     // nrows, unsigned row_len); dst holds nrows*row_len floats, rows nrows indices each
     // < src rows (checked by the caller).
-    unsafe { l.launch(&k::gather_rows, geo, &mut [a(&d), a(&s), a(&r), a(&nrows), a(&row_len)]) }
+    unsafe {
+        l.launch(
+            &k::gather_rows,
+            geo,
+            &mut [a(&d), a(&s), a(&r), a(&nrows), a(&row_len)],
+        )
+    }
 }
 
 // ---- activations (kernels/activation.cu) ----------------------------------------------
 
-pub(crate) fn act_fwd<L: Launcher>(l: &L, y: &mut L::Buf, x: &L::Buf, n: u32, act: Act) -> Result<()> {
+pub(crate) fn act_fwd<L: Launcher>(
+    l: &L,
+    y: &mut L::Buf,
+    x: &L::Buf,
+    n: u32,
+    act: Act,
+) -> Result<()> {
     let (y, x, act) = (l.ptr_mut(y), l.ptr(x), act as u32);
     // SAFETY: act_fwd(float* y, const float* x, unsigned n, unsigned act); both n floats.
-    unsafe { l.launch(&k::act_fwd, launch::elementwise(n as u64), &mut [a(&y), a(&x), a(&n), a(&act)]) }
+    unsafe {
+        l.launch(
+            &k::act_fwd,
+            launch::elementwise(n as u64),
+            &mut [a(&y), a(&x), a(&n), a(&act)],
+        )
+    }
 }
 
 pub(crate) fn act_bwd<L: Launcher>(
@@ -131,7 +173,13 @@ pub(crate) fn act_bwd<L: Launcher>(
     let geo = launch::elementwise(n as u64);
     // SAFETY: act_bwd(float* dx, const float* dy, const float* x, unsigned n, unsigned
     // act); all three hold n floats.
-    unsafe { l.launch(&k::act_bwd, geo, &mut [a(&dx), a(&dy), a(&x), a(&n), a(&act)]) }
+    unsafe {
+        l.launch(
+            &k::act_bwd,
+            geo,
+            &mut [a(&dx), a(&dy), a(&x), a(&n), a(&act)],
+        )
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -149,7 +197,16 @@ pub(crate) fn act_dual_bwd<L: Launcher>(
     let (dx, dxdot) = (l.ptr_mut(dx), l.ptr_mut(dxdot));
     let (dy, dydot, x, xdot, act) = (l.ptr(dy), l.ptr(dydot), l.ptr(x), l.ptr(xdot), act as u32);
     let geo = launch::elementwise(n as u64);
-    let mut args = [a(&dx), a(&dxdot), a(&dy), a(&dydot), a(&x), a(&xdot), a(&n), a(&act)];
+    let mut args = [
+        a(&dx),
+        a(&dxdot),
+        a(&dy),
+        a(&dydot),
+        a(&x),
+        a(&xdot),
+        a(&n),
+        a(&act),
+    ];
     // SAFETY: act_dual_bwd(float* dx, float* dxdot, const float* dy, const float* dydot,
     // const float* x, const float* xdot, unsigned n, unsigned act); all hold n floats.
     unsafe { l.launch(&k::act_dual_bwd, geo, &mut args) }
@@ -176,7 +233,13 @@ pub(crate) fn pool_fwd<L: Launcher>(
     let (y, x, kind, s) = (l.ptr_mut(y), l.ptr(x), kind as u32, *s);
     // SAFETY: pool_fwd(float* y, const float* x, PoolShape s, unsigned kind); x holds
     // planes*h*w floats, y planes*(h/2)*(w/2) (checked by the caller).
-    unsafe { l.launch(&k::pool_fwd, pool_geo(&s, false), &mut [a(&y), a(&x), a(&s), a(&kind)]) }
+    unsafe {
+        l.launch(
+            &k::pool_fwd,
+            pool_geo(&s, false),
+            &mut [a(&y), a(&x), a(&s), a(&kind)],
+        )
+    }
 }
 
 pub(crate) fn pool_bwd<L: Launcher>(
@@ -244,7 +307,14 @@ fn splitk_reduce<L: Launcher>(l: &L, out: u64, part: &L::Buf, len: u32, splits: 
 
 /// `db[c] = sum dy[a, c, p]` for dy `[outer, ch, inner]`; `db` is an address inside a
 /// buffer the caller holds mutably.
-fn bias_bwd<L: Launcher>(l: &L, db: u64, dy: &L::Buf, outer: u32, ch: u32, inner: u32) -> Result<()> {
+fn bias_bwd<L: Launcher>(
+    l: &L,
+    db: u64,
+    dy: &L::Buf,
+    outer: u32,
+    ch: u32,
+    inner: u32,
+) -> Result<()> {
     let dy = l.ptr(dy);
     // SAFETY: bias_bwd(float* db, const float* dy, unsigned outer, unsigned ch, unsigned
     // inner); db addresses ch floats, dy holds outer*ch*inner floats.
@@ -281,13 +351,31 @@ fn splitk_weight<L: Launcher, S: Copy>(
         // SAFETY: the kernel's signature is (float*, const float*, const float*, S,
         // unsigned); with one split it writes the M*N floats of dw (inside grads, checked
         // by the caller); dy and x hold the shape's elements.
-        return unsafe { l.launch(kernel, geo, &mut [a(&part), a(&dyp), a(&xp), a(&s), a(&chunk)]) };
+        return unsafe {
+            l.launch(
+                kernel,
+                geo,
+                &mut [a(&part), a(&dyp), a(&xp), a(&s), a(&chunk)],
+            )
+        };
     }
     let scratch = l.alloc(splits as usize * m as usize * n as usize)?;
     let part = l.ptr(&scratch);
     // SAFETY: as above; part holds splits*M*N floats (freshly allocated).
-    unsafe { l.launch(kernel, geo, &mut [a(&part), a(&dyp), a(&xp), a(&s), a(&chunk)])? };
-    splitk_reduce(l, at(l.ptr_mut(grads), dw.off as usize), &scratch, m * n, splits)
+    unsafe {
+        l.launch(
+            kernel,
+            geo,
+            &mut [a(&part), a(&dyp), a(&xp), a(&s), a(&chunk)],
+        )?
+    };
+    splitk_reduce(
+        l,
+        at(l.ptr_mut(grads), dw.off as usize),
+        &scratch,
+        m * n,
+        splits,
+    )
 }
 
 // ---- convolution (kernels/conv.cu) ----------------------------------------------------
@@ -311,7 +399,13 @@ pub(crate) fn conv2d_fwd<L: Launcher>(
     // SAFETY: conv2d_fwd(float* y, const float* x, const float* w, const float* b,
     // ConvShape s, unsigned acc); y, x hold the shape's elements, w the O*C*KH*KW and b
     // (or null) the O floats of their segments (checked by the caller).
-    unsafe { l.launch(&k::conv2d_fwd, geo, &mut [a(&yp), a(&xp), a(&wp), a(&bp), a(&s), a(&acc)]) }
+    unsafe {
+        l.launch(
+            &k::conv2d_fwd,
+            geo,
+            &mut [a(&yp), a(&xp), a(&wp), a(&bp), a(&s), a(&acc)],
+        )
+    }
 }
 
 pub(crate) fn conv2d_bwd_input<L: Launcher>(
@@ -328,7 +422,13 @@ pub(crate) fn conv2d_bwd_input<L: Launcher>(
     let geo = launch::igemm(s.c, s.n * s.h * s.w, 1);
     // SAFETY: conv2d_bwd_input(float* dx, const float* dy, const float* w, ConvShape s,
     // unsigned acc); dx, dy hold the shape's elements, w its segment (checked).
-    unsafe { l.launch(&k::conv2d_bwd_input, geo, &mut [a(&dxp), a(&dyp), a(&wp), a(&s), a(&acc)]) }
+    unsafe {
+        l.launch(
+            &k::conv2d_bwd_input,
+            geo,
+            &mut [a(&dxp), a(&dyp), a(&wp), a(&s), a(&acc)],
+        )
+    }
 }
 
 pub(crate) fn conv2d_bwd_weight<L: Launcher>(
@@ -370,7 +470,13 @@ pub(crate) fn linear_fwd<L: Launcher>(
     let geo = launch::igemm(s.n, s.k, 1);
     // SAFETY: linear_fwd(float* y, const float* x, const float* w, const float* b,
     // LinearShape s, unsigned acc); y [N,K], x [N,F], w [K,F], b [K] or null (checked).
-    unsafe { l.launch(&k::linear_fwd, geo, &mut [a(&yp), a(&xp), a(&wp), a(&bp), a(&s), a(&acc)]) }
+    unsafe {
+        l.launch(
+            &k::linear_fwd,
+            geo,
+            &mut [a(&yp), a(&xp), a(&wp), a(&bp), a(&s), a(&acc)],
+        )
+    }
 }
 
 pub(crate) fn linear_bwd_input<L: Launcher>(
@@ -387,7 +493,13 @@ pub(crate) fn linear_bwd_input<L: Launcher>(
     let geo = launch::igemm(s.n, s.f, 1);
     // SAFETY: linear_bwd_input(float* dx, const float* dy, const float* w, LinearShape s,
     // unsigned acc); dx [N,F], dy [N,K], w [K,F] (checked).
-    unsafe { l.launch(&k::linear_bwd_input, geo, &mut [a(&dxp), a(&dyp), a(&wp), a(&s), a(&acc)]) }
+    unsafe {
+        l.launch(
+            &k::linear_bwd_input,
+            geo,
+            &mut [a(&dxp), a(&dyp), a(&wp), a(&s), a(&acc)],
+        )
+    }
 }
 
 pub(crate) fn linear_bwd_weight<L: Launcher>(
@@ -399,7 +511,18 @@ pub(crate) fn linear_bwd_weight<L: Launcher>(
     x: &L::Buf,
     s: &LinearShape,
 ) -> Result<()> {
-    splitk_weight(l, &k::linear_bwd_weight, grads, dw, dy, x, s, s.k, s.f, s.n as u64)?;
+    splitk_weight(
+        l,
+        &k::linear_bwd_weight,
+        grads,
+        dw,
+        dy,
+        x,
+        s,
+        s.k,
+        s.f,
+        s.n as u64,
+    )?;
     if let Some(db) = db {
         let dbp = at(l.ptr_mut(grads), db.off as usize);
         bias_bwd(l, dbp, dy, s.n, s.k, 1)?;

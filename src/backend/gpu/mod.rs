@@ -54,8 +54,12 @@ pub trait Launcher: Send + Sync + 'static {
     /// parameter (device pointers as `u64` from [`Launcher::ptr`]), every pointer
     /// must address enough elements for the launch, and outputs must not alias
     /// inputs unless the kernel allows it.
-    unsafe fn launch(&self, kernel: &Kernel, geo: launch::Geometry, args: &mut [*mut c_void])
-        -> Result<()>;
+    unsafe fn launch(
+        &self,
+        kernel: &Kernel,
+        geo: launch::Geometry,
+        args: &mut [*mut c_void],
+    ) -> Result<()>;
 }
 
 /// The device backend over launcher `L` (E = f32).
@@ -150,7 +154,14 @@ impl<L: Launcher> Backend for Gpu<L> {
         if len == 0 {
             return Ok(());
         }
-        kernels::copy_range(&self.l, dst, dst_off, src, src_off, check_u32("copy_range", len)?)
+        kernels::copy_range(
+            &self.l,
+            dst,
+            dst_off,
+            src,
+            src_off,
+            check_u32("copy_range", len)?,
+        )
     }
     fn fill(&self, buf: &mut L::Buf, value: f32) -> Result<()> {
         let n = check_u32("fill", self.l.len(buf))?;
@@ -167,9 +178,19 @@ impl<L: Launcher> Backend for Gpu<L> {
         }
         kernels::axpy(&self.l, y, a, x, n)
     }
-    fn gather_rows(&self, dst: &mut L::Buf, src: &L::Buf, rows: &[u32], row_len: usize) -> Result<()> {
+    fn gather_rows(
+        &self,
+        dst: &mut L::Buf,
+        src: &L::Buf,
+        rows: &[u32],
+        row_len: usize,
+    ) -> Result<()> {
         check_len("gather_rows", "dst", self.l.len(dst), rows.len() * row_len)?;
-        let src_rows = if row_len == 0 { 0 } else { self.l.len(src) / row_len };
+        let src_rows = if row_len == 0 {
+            0
+        } else {
+            self.l.len(src) / row_len
+        };
         if let Some(&r) = rows.iter().find(|&&r| r as usize >= src_rows) {
             return Err(Error::Shape(format!(
                 "gather_rows: row {r} outside a source of {src_rows} rows"

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# gpu-check.sh: the one prepared GPU run (cuda-backend parity tests against `cpu`,
+# then the benchmarks), for a machine with a GPU but probably no Rust toolchain.
+#
+# PREPARE (on a build machine with Rust; nvcc from scripts/install-nvcc.sh):
+#     scripts/gpu-check.sh --prepare
+#   builds the test and bench binaries with the kernels compiled by nvcc (fatbin
+#   embedded: SASS sm_80/86/89/90 + PTX compute_80) and copies them, with this
+#   script, into target/gpu-bundle/ (a folder to carry to the GPU machine).
+#
+# RUN (on the GPU machine, from the repository root):
+#     scripts/gpu-check.sh                      # or: target/gpu-bundle/gpu-check.sh
+#   env: BUNDLE=<dir> (default target/gpu-bundle), DSA_CUDA_SYNC=1 to synchronise
+#   after every launch (blames the right kernel for an asynchronous fault),
+#   SKIP_BENCH=1 to run the tests only.
+#   Runs every `*::cuda` parity test (one test body per op, the same as `emu` runs in
+#   CI), the library's unit tests, then the benchmarks, and prints a short table.
+#   Exit status: non-zero when any test failed or a GPU test was skipped (on a GPU
+#   machine "skipped" means the cuda backend could not start: that is a failure here).
+#
+# The binaries link glibc of the build machine: if they do not start on the GPU image,
+# build there instead (cargo test --no-run) or on an older base image.
+set -uo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BUNDLE="${BUNDLE:-$ROOT/target/gpu-bundle}"
+
+if [[ "${1:-}" == "--prepare" ]]; then
+    set -e
+    cd "$ROOT"
+    if [[ -z "${NVCC:-}" ]]; then NVCC="$(scripts/install-nvcc.sh | tail -1)"; export NVCC; fi
+    rm -rf "$BUNDLE" && mkdir -p "$BUNDLE/tests" "$BUNDLE/benches"
+    cargo test --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys
+for l in sys.stdin:
+    try: m=json.loads(l)
+    except Exception: continue
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["kind"] in (["test"],["lib"]):
+        print(m["target"]["name"], m["executable"])' |
+        while read -r name exe; do cp "$exe" "$BUNDLE/tests/$name"; done
+    if ls benches/*.rs >/dev/null 2>&1; then
+        cargo bench --no-run --message-format=json 2>/dev/null |
+            python3 -c 'import json,sys
+for l in sys.stdin:
+    try: m=json.loads(l)
+    except Exception: continue
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["kind"]==["bench"]:
+        print(m["target"]["name"], m["executable"])' |
+            while read -r name exe; do cp "$exe" "$BUNDLE/benches/$name"; done
+    fi
+    cp scripts/gpu-check.sh "$BUNDLE/"
+    echo "bundle ready: $BUNDLE"; ls -la "$BUNDLE"/tests "$BUNDLE"/benches
+    exit 0
+fi
+
+[[ -d "$BUNDLE/tests" ]] || BUNDLE="$(cd "$(dirname "$0")" && pwd)"
+[[ -d "$BUNDLE/tests" ]] || { echo "no bundle: run 'scripts/gpu-check.sh --prepare' on a build machine" >&2; exit 2; }
+cd "$ROOT"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "(nvidia-smi unavailable)"
+
+LOG="$(mktemp -d)"
+status=0
+printf '\n%-44s %s\n' "test" "result"
+printf '%-44s %s\n' "----" "------"
+# parity tests on the cuda backend
+if [[ -x "$BUNDLE/tests/emu_parity" ]]; then
+    "$BUNDLE/tests/emu_parity" cuda --test-threads=1 --nocapture >"$LOG/parity.txt" 2>&1
+    rc=$?
+    grep -E '^test .* \.\.\. ' "$LOG/parity.txt" | while read -r _ name _ res; do
+        printf '%-44s %s\n' "$name" "$res"
+    done
+    if grep -q '^skipped:' "$LOG/parity.txt"; then
+        echo "cuda backend did not start:"; grep -m1 '^skipped:' "$LOG/parity.txt"; status=1
+    fi
+    if [[ $rc -ne 0 ]]; then
+        status=1; echo "--- failures ---"; sed -n '/^failures:/,$p' "$LOG/parity.txt" | head -80
+    fi
+else
+    echo "missing $BUNDLE/tests/emu_parity"; status=1
+fi
+# library unit tests (layout checks etc.)
+if [[ -x "$BUNDLE/tests/dsa_condense" ]]; then
+    if "$BUNDLE/tests/dsa_condense" --test-threads=2 >"$LOG/unit.txt" 2>&1; then r=ok; else r=FAILED; status=1; fi
+    printf '%-44s %s\n' "lib unit tests" "$r"
+fi
+# benchmarks
+if [[ "${SKIP_BENCH:-0}" != "1" ]]; then
+    for b in "$BUNDLE"/benches/*; do
+        [[ -x "$b" ]] || continue
+        echo; echo "== bench $(basename "$b") =="
+        "$b" --bench 2>&1 | grep -E 'time:|thrpt:|GFLOP|GB/s|^[a-z_0-9/ -]+$' | head -200 || status=1
+    done
+fi
+echo; [[ $status -eq 0 ]] && echo "gpu-check: PASS" || echo "gpu-check: FAIL (logs in $LOG)"
+exit $status
