@@ -1027,3 +1027,15 @@ fn block_out_dot<'a, B: Backend>(b: &BlockBufs<B>, d: &'a DualBufs<B>) -> &'a B:
         &d.adot
     }
 }
+
+/// FLOP (conv and linear multiply-adds x 2) of one class's [`Network::matching_grad`]:
+/// the real side (forward, weight gradients, input gradients of all but the first
+/// conv) and the synthetic side (first-order pass with input gradient, the primal
+/// and tangent forward, the reverse of the dual pass). Elementwise ops not counted.
+pub fn matching_flops(cfg: &ConvNetConfig, n_real: usize, ipc: usize) -> Result<f64> {
+    let f_real = cfg.forward_flops(n_real)?;
+    let c1_real = cfg.conv_shapes(n_real)?[0].flops();
+    let f_syn = cfg.forward_flops(ipc)?;
+    let c1_syn = cfg.conv_shapes(ipc)?[0].flops();
+    Ok(3.0 * f_real - c1_real + 9.0 * f_syn - 2.0 * c1_syn)
+}
