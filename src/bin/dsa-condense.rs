@@ -9,6 +9,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -175,12 +177,18 @@ fn with_backend<J: Job>(cfg: &CondenseConfig, job: J) -> Result<()> {
 /// Progress: a bar with iteration, matching loss, rate and ETA (or nothing when quiet).
 struct Progress {
     bar: Option<ProgressBar>,
+    /// Set by Ctrl-C: the run checkpoints and stops after the current iteration.
+    stop: Arc<AtomicBool>,
 }
 
 impl Progress {
     fn new(cfg: &CondenseConfig) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        // A second handler cannot be installed (evaluate after condense): ignore that.
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
         if cfg.quiet {
-            return Self { bar: None };
+            return Self { bar: None, stop };
         }
         let total = (cfg.num_exp * (cfg.iterations + 1)) as u64;
         let bar = ProgressBar::new(total);
@@ -191,7 +199,10 @@ impl Progress {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        Self { bar: Some(bar) }
+        Self {
+            bar: Some(bar),
+            stop,
+        }
     }
 }
 
@@ -221,6 +232,9 @@ impl Observer for Progress {
         if let Some(b) = &self.bar {
             b.set_message(msg.to_string());
         }
+    }
+    fn keep_going(&mut self) -> bool {
+        !self.stop.load(Ordering::SeqCst)
     }
 }
 

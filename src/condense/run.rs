@@ -45,6 +45,11 @@ pub trait Observer {
     fn evaluation(&mut self, record: &EvalRecord);
     /// A free-form status line.
     fn message(&mut self, msg: &str);
+    /// Asked after every iteration (and its checkpoint): `false` stops the run
+    /// with [`Error::Interrupted`].
+    fn keep_going(&mut self) -> bool {
+        true
+    }
 }
 
 /// An observer that ignores everything.
@@ -246,7 +251,7 @@ pub fn run<B: Backend>(
         return Err(Error::option("batch-real", "must be at least 1"));
     }
     let labels: Vec<u32> = (0..k as u32).flat_map(|c| std::iter::repeat_n(c, ipc)).collect();
-    let config_json = cfg.to_json().to_string();
+    let config_json = resumable_config(cfg);
 
     let mut result = RunResult::default();
     let mut state = match resume {
@@ -397,7 +402,21 @@ pub fn run<B: Backend>(
                         _ => Vec::new(),
                     };
                     be.copy_range(&mut syn_c, 0, &syn, c * ipc * img, ipc * img)?;
-                    let d = net.matching_grad(&mut mw, &real_x, &syn_c, c, &syn_ops, metric)?;
+                    let d = net
+                        .matching_grad(&mut mw, &real_x, &syn_c, c, &syn_ops, metric)
+                        .map_err(|e| match e {
+                            Error::NonFinite(m) => Error::NonFinite(format!(
+                                "{m} at experiment {exp}, iteration {it}, class {c}{}",
+                                files
+                                    .filter(|f| f.checkpoint_every > 0)
+                                    .map(|f| format!(
+                                        "; the last good checkpoint is {}",
+                                        f.checkpoint.display()
+                                    ))
+                                    .unwrap_or_default()
+                            )),
+                            e => e,
+                        })?;
                     loss_sum += d;
                     be.copy_range(&mut dsyn, c * ipc * img, &mw.dsyn, 0, ipc * img)?;
                 }
@@ -452,9 +471,17 @@ pub fn run<B: Backend>(
             });
             result.condense_seconds += t.elapsed().as_secs_f64();
             obs.iteration(exp, it, mean_loss);
-            if let Some(cp) = files.filter(|f| f.checkpoint_every > 0) {
-                let last = it == cfg.iterations;
-                if (it + 1) % cp.checkpoint_every == 0 || last {
+            let last = it == cfg.iterations;
+            if last {
+                result.experiments.push(ExperimentResult {
+                    images: s_host.clone(),
+                    labels: labels.clone(),
+                });
+            }
+            let stop = !obs.keep_going();
+            if let Some(cp) = files {
+                let due = cp.checkpoint_every > 0 && ((it + 1) % cp.checkpoint_every == 0 || last);
+                if due || stop {
                     let (ne, ni) = if last { (exp + 1, 0) } else { (exp, it + 1) };
                     let mom = to_f32::<B>(&be.download(&syn_mom)?);
                     let mut extra = std::collections::BTreeMap::new();
@@ -473,13 +500,29 @@ pub fn run<B: Backend>(
                     .save(&cp.checkpoint)?;
                 }
             }
+            if stop {
+                let keep = files
+                    .map(|f| format!("; resume with --resume {}", f.checkpoint.display()))
+                    .unwrap_or_default();
+                return Err(Error::Interrupted(format!(
+                    "stopped after experiment {exp}, iteration {it}{keep}"
+                )));
+            }
         }
-        result.experiments.push(ExperimentResult {
-            images: s_host,
-            labels: labels.clone(),
-        });
     }
     Ok(result)
+}
+
+/// The configuration a checkpoint must match to be resumed: everything that
+/// changes what is computed (not the output place, threads, backend or verbosity).
+fn resumable_config(cfg: &CondenseConfig) -> String {
+    let mut v = cfg.to_json();
+    if let Some(m) = v.as_object_mut() {
+        for k in ["out", "resume", "threads", "backend", "quiet", "checkpoint_every"] {
+            m.remove(k);
+        }
+    }
+    v.to_string()
 }
 
 /// Losses, evaluations and finished experiments so far, for a checkpoint.
