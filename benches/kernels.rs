@@ -147,8 +147,35 @@ fn best_time(reps: usize, mut f: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// CPU seconds (user + system) this process has used so far, from
+/// `/proc/self/stat` (Linux; 0 elsewhere). Used to report throughput per CPU
+/// second, which stays meaningful when other processes share the cores.
+fn proc_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 of the stat line (utime, stime), clock ticks of 1/100 s.
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// Average CPU seconds of `f` over `reps` calls (after one warm-up call).
+fn cpu_time(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let t0 = proc_cpu_secs();
+    for _ in 0..reps {
+        f();
+    }
+    (proc_cpu_secs() - t0) / reps as f64
+}
+
 /// GFLOP/s of a `PEAK_DIM`^3 f32 GEMM through the backend's parallel GEMM.
-fn sgemm_peak(threads: usize) -> f64 {
+/// Returns (GFLOP/s wall, GFLOP per CPU second).
+fn sgemm_peak(threads: usize) -> (f64, f64) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -158,7 +185,7 @@ fn sgemm_peak(threads: usize) -> f64 {
     let a: Vec<f32> = (0..d * d).map(|_| r.random::<f32>()).collect();
     let b: Vec<f32> = (0..d * d).map(|_| r.random::<f32>()).collect();
     let mut c = vec![0.0f32; d * d];
-    let t = best_time(3, || {
+    let mut f = || {
         gemm_par(
             &pool,
             d,
@@ -171,40 +198,54 @@ fn sgemm_peak(threads: usize) -> f64 {
             false,
         )
         .unwrap();
-    });
-    2.0 * (d * d * d) as f64 / t / 1e9
+    };
+    let t = best_time(3, &mut f);
+    let cpu = cpu_time(3, &mut f);
+    let flop = 2.0 * (d * d * d) as f64;
+    (flop / t / 1e9, flop / cpu / 1e9)
 }
 
 fn summary() {
     validate();
     let cpu = Cpu::<f32>::new(0).unwrap();
     let threads = cpu.threads();
-    let peak = sgemm_peak(threads);
-    println!("sgemm peak ({PEAK_DIM}^3, {threads} threads): {peak:.1} GFLOP/s");
+    let (peak, peak_cpu) = sgemm_peak(threads);
     println!(
-        "{:<24} {:<10} {:>10} {:>10} {:>8}",
-        "layer (N=256)", "pass", "ms", "GFLOP/s", "% peak"
+        "sgemm peak ({PEAK_DIM}^3, {threads} threads): {peak:.1} GFLOP/s wall, {peak_cpu:.1} GFLOP per CPU-s \
+         (x{threads} threads = {:.1} GFLOP/s on idle cores)",
+        peak_cpu * threads as f64
     );
-    let mut step = 0.0;
+    println!(
+        "{:<24} {:<10} {:>9} {:>9} {:>7} {:>11} {:>9}",
+        "layer (N=256)", "pass", "wall ms", "GFLOP/s", "% peak", "GFLOP/CPU-s", "% peak"
+    );
+    let (mut step, mut step_cpu) = (0.0, 0.0);
     for (li, (name, s)) in layers(N).into_iter().enumerate() {
         let mut b = bufs::<f32>(&s, 3);
         for pass in PASSES {
             let t = best_time(3, || run(&cpu, &mut b, &s, pass));
-            let gf = s.flops() / t / 1e9;
+            let tc = cpu_time(3, || run(&cpu, &mut b, &s, pass));
+            let (gf, gfc) = (s.flops() / t / 1e9, s.flops() / tc / 1e9);
             println!(
-                "{name:<24} {:<10} {:>10.1} {gf:>10.1} {:>7.0}%",
+                "{name:<24} {:<10} {:>9.1} {gf:>9.1} {:>6.0}% {gfc:>11.1} {:>8.0}%",
                 format!("{pass:?}"),
                 t * 1e3,
-                100.0 * gf / peak
+                100.0 * gf / peak,
+                100.0 * gfc / peak_cpu
             );
             // One DSA outer step: 10 classes x 256 real images, forward + weight
             // gradients, input gradients below the first layer.
             if !(li == 0 && pass == Pass::BwdInput) {
                 step += 10.0 * t;
+                step_cpu += 10.0 * tc;
             }
         }
     }
-    println!("=> conv time of one DSA outer step (10 classes x 256 real images): {step:.2} s");
+    println!(
+        "=> conv time of one DSA outer step (10 classes x 256 real images): {step:.2} s wall; \
+         {step_cpu:.2} CPU-s = {:.2} s on {threads} idle cores",
+        step_cpu / threads as f64
+    );
 }
 
 fn bench_convs(c: &mut Criterion) {

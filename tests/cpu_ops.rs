@@ -284,37 +284,67 @@ fn conv_bwd_weight_fd() {
     }
 }
 
-/// Larger batches exercise the chunked backward-weight reduction (several image
-/// chunks) and the per-image task split; compared with the direct formula.
+/// Direct-loop weight gradient: dW[o,c,a,e] = sum_{n,i,j} g[n,o,i,j] xpad[n,c,i*s+a-p,j*s+e-p],
+/// db[o] = sum g[n,o,:,:]; returned as [dW | db].
+fn conv_bwd_weight_ref(x: &[f64], g: &[f64], s: &ConvShape) -> Vec<f64> {
+    let [n, c, h, wd, o, kh, kw, st, pad, oh, ow] = [
+        s.n, s.c, s.h, s.w, s.o, s.kh, s.kw, s.stride, s.pad, s.oh, s.ow,
+    ]
+    .map(|v| v as usize);
+    let mut out = vec![0.0; s.w_len() + o];
+    for ni in 0..n {
+        for oi in 0..o {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let gv = g[((ni * o + oi) * oh + i) * ow + j];
+                    out[s.w_len() + oi] += gv;
+                    for ci in 0..c {
+                        for a in 0..kh {
+                            for e in 0..kw {
+                                let ih = (i * st + a) as isize - pad as isize;
+                                let iw = (j * st + e) as isize - pad as isize;
+                                if ih < 0 || iw < 0 || ih >= h as isize || iw >= wd as isize {
+                                    continue;
+                                }
+                                out[((oi * c + ci) * kh + a) * kw + e] +=
+                                    gv * x[((ni * c + ci) * h + ih as usize) * wd + iw as usize];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Larger batches exercise every path of the chunked backward-weight reduction:
+/// several chunks, one GEMM per image (>= 512 output pixels), and several stacked
+/// GEMMs per chunk incl. a short last stack (300 images of 16x16).
 #[test]
 fn conv_bwd_weight_many_chunks_matches_reference() {
     let cpu = B64::new(2).unwrap();
     let mut r = rng(4);
-    let s = ConvShape::new(37, 3, 8, 8, 5, 3, 1, 1).unwrap();
-    let x = randv(&mut r, s.x_len());
-    let g = randv(&mut r, s.y_len());
-    let (p, ws, bs) = conv_params(&mut r, &s);
-    let mut grads = vec![0.0; p.len()];
-    cpu.conv2d_bwd_weight(&mut grads, ws, Some(bs), &g, &x, &s)
-        .unwrap();
-    // dW = d/dW <g, conv(x, W)> = conv_ref with unit weights, computed directly.
-    let mut want = vec![0.0; p.len()];
-    for i in 0..s.w_len() {
-        let mut e = vec![0.0; s.w_len()];
-        e[i] = 1.0;
-        want[i] = dot(&g, &conv_ref(&x, &e, None, &s));
+    for s in [
+        ConvShape::new(37, 3, 8, 8, 5, 3, 1, 1).unwrap(),
+        ConvShape::new(37, 1, 24, 24, 3, 3, 1, 3).unwrap(),
+        ConvShape::new(300, 1, 16, 16, 2, 3, 1, 1).unwrap(),
+    ] {
+        let x = randv(&mut r, s.x_len());
+        let g = randv(&mut r, s.y_len());
+        let (p, ws, bs) = conv_params(&mut r, &s);
+        let mut grads = vec![0.0; p.len()];
+        cpu.conv2d_bwd_weight(&mut grads, ws, Some(bs), &g, &x, &s)
+            .unwrap();
+        let want = conv_bwd_weight_ref(&x, &g, &s);
+        assert_close(
+            &format!("bwd_weight n={} {}x{}", s.n, s.h, s.w),
+            &grads,
+            &want,
+            1e-11,
+            1e-11,
+        );
     }
-    let (o, pp) = (s.o as usize, (s.oh * s.ow) as usize);
-    for oi in 0..o {
-        want[s.w_len() + oi] = (0..s.n as usize)
-            .map(|n| {
-                g[(n * o + oi) * pp..(n * o + oi + 1) * pp]
-                    .iter()
-                    .sum::<f64>()
-            })
-            .sum();
-    }
-    assert_close("bwd_weight 37 images", &grads, &want, 1e-12, 1e-11);
 }
 
 // ---------------------------------------------------------------- linear --

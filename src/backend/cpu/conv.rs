@@ -22,6 +22,12 @@ use rayon::ThreadPool;
 
 /// Columns (images x pixels) one backward-weight GEMM reduces over (its `k`).
 const BWD_W_COLS: usize = 2048;
+/// From this many output pixels per image on, the backward-weight GEMM reads
+/// `dy_n` in place (one GEMM per image) instead of stacking several images.
+const BWD_W_PER_IMAGE_P: usize = 512;
+/// Most partial `[O, CK]` blocks the backward-weight pass keeps (bounds its
+/// memory for large batches; more images per chunk instead).
+const BWD_W_MAX_CHUNKS: usize = 32;
 /// Task count below which a pass also splits over output / input channels.
 const MIN_TASKS: usize = 8;
 
@@ -340,9 +346,11 @@ pub fn conv2d_bwd_input<T: Scalar>(
 }
 
 /// How the backward-weight pass cuts its work: `chunks` groups of `g` images
-/// (the last may be smaller) times `ncb` blocks of `cb` input channels.
+/// (the last may be smaller) times `ncb` blocks of `cb` input channels; inside a
+/// chunk, one GEMM per `sub` images (accumulated in order). All shape-only.
 #[derive(Clone, Copy, Debug)]
 struct BwdWPlan {
+    sub: usize,
     g: usize,
     chunks: usize,
     cb: usize,
@@ -351,11 +359,23 @@ struct BwdWPlan {
 
 impl BwdWPlan {
     fn new(d: &Dims) -> Self {
-        let g = BWD_W_COLS.div_ceil(d.p()).clamp(1, d.n);
+        let sub = if d.p() >= BWD_W_PER_IMAGE_P {
+            1
+        } else {
+            BWD_W_COLS.div_ceil(d.p()).clamp(1, d.n)
+        };
+        let g = d.n.div_ceil(BWD_W_MAX_CHUNKS).max(sub).div_ceil(sub) * sub;
+        let g = g.min(d.n);
         let chunks = d.n.div_ceil(g);
         let cb = split_block(d.c, chunks);
         let ncb = d.c.div_ceil(cb);
-        Self { g, chunks, cb, ncb }
+        Self {
+            sub,
+            g,
+            chunks,
+            cb,
+            ncb,
+        }
     }
 }
 
@@ -405,28 +425,49 @@ pub fn conv2d_bwd_weight<T: Scalar>(
             let g = plan.g.min(d.n - n0);
             let c0 = *j * plan.cb;
             let nc = blk.len() / (o * kk);
-            let cols = g * p;
-            with_scratch(nc * kk * cols + o * cols, |buf: &mut [T]| {
-                let (col, dyc) = buf.split_at_mut(nc * kk * cols);
-                for gi in 0..g {
-                    let x_n = &x[(n0 + gi) * d.c * d.hw()..(n0 + gi + 1) * d.c * d.hw()];
-                    im2col(&mut col[gi * p..], cols, x_n, &d, c0, nc);
-                    let dy_n = &dy[(n0 + gi) * o * p..(n0 + gi + 1) * o * p];
-                    for oo in 0..o {
-                        dyc[oo * cols + gi * p..oo * cols + (gi + 1) * p]
-                            .copy_from_slice(&dy_n[oo * p..(oo + 1) * p]);
+            if plan.sub == 1 {
+                // One GEMM per image straight from dy_n: blk (=|+=) dy_n col(x_n)^T.
+                return with_scratch(nc * kk * p, |col: &mut [T]| {
+                    for gi in 0..g {
+                        let n = n0 + gi;
+                        im2col(
+                            col,
+                            p,
+                            &x[n * d.c * d.hw()..(n + 1) * d.c * d.hw()],
+                            &d,
+                            c0,
+                            nc,
+                        );
+                        let dy_n = Mat::rm(&dy[n * o * p..(n + 1) * o * p], p);
+                        gemm(o, nc * kk, p, blk, nc * kk, dy_n, Mat::rm_t(col, p), gi > 0)?;
                     }
+                    Ok(())
+                });
+            }
+            // Stacks of `sub` images: blk (=|+=) dy_stack [O, sub*P] col_stack^T.
+            let cols_max = plan.sub * p;
+            with_scratch(nc * kk * cols_max + o * cols_max, |buf: &mut [T]| {
+                let (col, dyc) = buf.split_at_mut(nc * kk * cols_max);
+                for (si, s0) in (n0..n0 + g).step_by(plan.sub).enumerate() {
+                    let gs = plan.sub.min(n0 + g - s0);
+                    let cols = gs * p;
+                    for gi in 0..gs {
+                        let n = s0 + gi;
+                        let x_n = &x[n * d.c * d.hw()..(n + 1) * d.c * d.hw()];
+                        im2col(&mut col[gi * p..], cols, x_n, &d, c0, nc);
+                        let dy_n = &dy[n * o * p..(n + 1) * o * p];
+                        for oo in 0..o {
+                            dyc[oo * cols + gi * p..oo * cols + (gi + 1) * p]
+                                .copy_from_slice(&dy_n[oo * p..(oo + 1) * p]);
+                        }
+                    }
+                    let (dyc, col) = (
+                        Mat::rm(&dyc[..o * cols], cols),
+                        Mat::rm_t(&col[..nc * kk * cols], cols),
+                    );
+                    gemm(o, nc * kk, cols, blk, nc * kk, dyc, col, si > 0)?;
                 }
-                gemm(
-                    o,
-                    nc * kk,
-                    cols,
-                    blk,
-                    nc * kk,
-                    Mat::rm(dyc, cols),
-                    Mat::rm_t(col, cols),
-                    false,
-                )
+                Ok(())
             })
         })
     })?;
