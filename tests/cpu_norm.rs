@@ -282,7 +282,9 @@ fn checker_catches_wrong_gradients() {
 fn bn_cases() -> Vec<(&'static str, Case)> {
     vec![
         ("bn 3x4x5", make_case(5, shape(3, 4, 5, 1, 0))),
-        ("bn 2x3x1", make_case(6, shape(2, 3, 1, 1, 0))),
+        // H*W = 1 (as after a global pool); M = 5 keeps the statistics well
+        // conditioned (M = 2 makes xhat = +-1 and dx ~ eps-sized, below FD noise).
+        ("bn 5x3x1", make_case(6, shape(5, 3, 1, 1, 0))),
     ]
 }
 
@@ -567,9 +569,11 @@ fn f32_agrees_with_f64_and_threads_do_not_change_bits() {
             bits(&to_f32(b)),
             "output {i} differs between 1 and 2 threads"
         );
-        // Inputs are exactly representable; f64 inside, so the error is the output
-        // rounding plus the rounding of the stored statistics.
-        assert_close(&format!("f32 output {i}"), a, w, 1e-5);
+        // Inputs are exactly representable and the arithmetic is f64 inside, so the
+        // error is the output rounding plus the rounding of the stored statistics
+        // (mu to f32 moves every y by ~gamma rstd ulp(mu), a few 1e-8 absolute):
+        // rtol 1e-4 with the 1e-3 floor allows 1e-7 of the scale.
+        assert_close(&format!("f32 output {i}"), a, w, 1e-4);
     }
 }
 

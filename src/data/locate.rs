@@ -339,7 +339,13 @@ pub fn download_file(
             }
         };
         if let Some(want) = sha256 {
-            let content = idx::decompress_if_gz(bytes.clone(), Path::new(&url))?;
+            let content = match idx::decompress_if_gz(bytes.clone(), Path::new(&url)) {
+                Ok(c) => c,
+                Err(e) => {
+                    failures.push(e.to_string());
+                    continue;
+                }
+            };
             let got = sha256_hex(&content);
             if got != want {
                 failures.push(format!(
