@@ -153,11 +153,7 @@ fn body_copy_range<B: Backend<E = f32>>(b: &B) {
         );
     }
 }
-parity!(
-    #[ignore = "waits for cpu op copy_range (cpu/memory.rs)"]
-    copy_range,
-    body_copy_range
-);
+parity!(copy_range, body_copy_range);
 
 fn body_axpy<B: Backend<E = f32>>(b: &B) {
     for (i, n) in [7usize, 1024, 5003].into_iter().enumerate() {
@@ -174,11 +170,7 @@ fn body_axpy<B: Backend<E = f32>>(b: &B) {
         assert_close(&format!("axpy n={n}"), &b.download(&y).unwrap(), &yc);
     }
 }
-parity!(
-    #[ignore = "waits for cpu op axpy (cpu/memory.rs)"]
-    axpy,
-    body_axpy
-);
+parity!(axpy, body_axpy);
 
 fn body_gather_rows<B: Backend<E = f32>>(b: &B) {
     for (i, (src_rows, nrows, row_len)) in [(3usize, 1usize, 5usize), (40, 17, 33), (9, 64, 7)]
@@ -202,11 +194,7 @@ fn body_gather_rows<B: Backend<E = f32>>(b: &B) {
         );
     }
 }
-parity!(
-    #[ignore = "waits for cpu op gather_rows (cpu/memory.rs)"]
-    gather_rows,
-    body_gather_rows
-);
+parity!(gather_rows, body_gather_rows);
 
 // ---- activations ----------------------------------------------------------------
 
@@ -257,11 +245,7 @@ fn body_act<B: Backend<E = f32>>(b: &B) {
         }
     }
 }
-parity!(
-    #[ignore = "waits for cpu ops act_* (cpu/act.rs)"]
-    act,
-    body_act
-);
+parity!(act, body_act);
 
 // ---- pooling --------------------------------------------------------------------
 
@@ -309,11 +293,7 @@ fn body_pool<B: Backend<E = f32>>(b: &B) {
         }
     }
 }
-parity!(
-    #[ignore = "waits for cpu ops pool_* (cpu/pool.rs)"]
-    pool,
-    body_pool
-);
+parity!(pool, body_pool);
 
 // ---- SGD ------------------------------------------------------------------------
 
@@ -461,11 +441,7 @@ fn body_conv<B: Backend<E = f32>>(b: &B) {
         }
     }
 }
-parity!(
-    #[ignore = "waits for cpu ops conv2d_* (cpu/conv.rs)"]
-    conv,
-    body_conv
-);
+parity!(conv, body_conv);
 
 // ---- fully connected ------------------------------------------------------------
 
@@ -555,11 +531,7 @@ fn body_linear<B: Backend<E = f32>>(b: &B) {
         }
     }
 }
-parity!(
-    #[ignore = "waits for cpu ops linear_* (cpu/linear.rs)"]
-    linear,
-    body_linear
-);
+parity!(linear, body_linear);
 
 // ---- determinism ----------------------------------------------------------------
 
