@@ -101,6 +101,9 @@ fn main() {
                     let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
                     text.push_str(&String::from_utf8_lossy(&o.stderr));
                     fs::write(&report, format!("# {shown}\n{text}")).expect("write ptxas.txt");
+                    if env::var("DSA_STRICT_KERNELS").map(|v| v == "1").unwrap_or(false) {
+                        check_strict(&text, &report);
+                    }
                     println!("cargo:rustc-cfg=dsa_fatbin");
                 }
                 Ok(o) => panic!(
@@ -187,4 +190,39 @@ fn find_nvcc() -> Option<PathBuf> {
             .map(|d| d.join("nvcc"))
             .find(|p| p.is_file())
     })
+}
+
+/// `DSA_STRICT_KERNELS=1` (CI): any nvcc/ptxas warning, or any kernel that spills
+/// registers, fails the build, naming the offending lines.
+fn check_strict(text: &str, report: &Path) {
+    let mut bad = Vec::new();
+    for line in text.lines() {
+        let l = line.to_ascii_lowercase();
+        if l.contains("warning") {
+            bad.push(line.to_string());
+        }
+        // ptxas: "N bytes stack frame, S bytes spill stores, L bytes spill loads"
+        if let Some(i) = l.find("bytes spill stores") {
+            let stores: u64 = l[..i]
+                .rsplit(|c: char| !c.is_ascii_digit())
+                .find(|t| !t.is_empty())
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            let loads: u64 = l[i..]
+                .split(|c: char| !c.is_ascii_digit())
+                .find(|t| !t.is_empty())
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            if stores > 0 || loads > 0 {
+                bad.push(line.to_string());
+            }
+        }
+    }
+    if !bad.is_empty() {
+        panic!(
+            "DSA_STRICT_KERNELS=1: nvcc reported warnings or register spills (full report: {}):\n{}",
+            report.display(),
+            bad.join("\n")
+        );
+    }
 }

@@ -404,6 +404,35 @@ fn cuda_status() -> String {
     }
 }
 
+/// How the kernels were built, and ptxas's resource usage per kernel (sm_90).
+fn kernel_info() {
+    use dsa_condense::backend::cuda::{HAS_FATBIN, PTXAS_REPORT};
+    if !HAS_FATBIN {
+        println!("kernels: no nvcc at build time; compiled with NVRTC at run time on a GPU");
+        return;
+    }
+    println!("kernels: fatbin built by nvcc (SASS sm_80/86/89/90, PTX compute_80)");
+    println!("  ptxas resource usage, sm_90 (registers, shared memory, spills):");
+    let mut current: Option<String> = None;
+    let mut in_sm90 = false;
+    for line in PTXAS_REPORT.lines() {
+        if line.contains("Compiling entry function") {
+            in_sm90 = line.contains("sm_90");
+            current = line.split('\'').nth(1).map(str::to_string);
+        } else if in_sm90 && line.contains("Used") {
+            if let Some(name) = current.take() {
+                let usage = line.split(": ").nth(1).unwrap_or(line).trim();
+                println!("    {name:<28} {usage}");
+            }
+        } else if in_sm90 && line.contains("spill") && line.contains(", ") {
+            let t = line.trim();
+            if !t.starts_with("0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads") {
+                println!("      {t}");
+            }
+        }
+    }
+}
+
 fn info() -> Result<()> {
     println!("dsa-condense {}", env!("CARGO_PKG_VERSION"));
     println!("backends:");
@@ -412,6 +441,7 @@ fn info() -> Result<()> {
         .unwrap_or(1);
     println!("  cpu: available ({threads} threads)");
     println!("  cuda: {}", cuda_status());
+    kernel_info();
     println!(
         "data search order: --data-dir, ${}, then:",
         locate::ENV_DATA_DIR
