@@ -56,7 +56,10 @@ fn nan_vec(n: usize) -> Vec<f32> {
 fn assert_close(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     if let Some(i) = got.iter().position(|v| !v.is_finite()) {
-        panic!("{what}: non-finite output {} at index {i} (ref {})", got[i], want[i]);
+        panic!(
+            "{what}: non-finite output {} at index {i} (ref {})",
+            got[i], want[i]
+        );
     }
     let (mut num, mut den, mut max_abs, mut max_rel) = (0f64, 0f64, 0f64, 0f64);
     let mut first_bad = None;
@@ -72,7 +75,11 @@ fn assert_close(what: &str, got: &[f32], want: &[f32]) {
             first_bad = Some(i);
         }
     }
-    let rel = if den > 0.0 { (num / den).sqrt() } else { num.sqrt() };
+    let rel = if den > 0.0 {
+        (num / den).sqrt()
+    } else {
+        num.sqrt()
+    };
     assert!(
         rel < REL_TOL,
         "{what}: relative error {rel:.3e} >= {REL_TOL:e} (max abs {max_abs:.3e}, max rel \
@@ -122,7 +129,10 @@ fn up<B: Backend<E = f32>>(b: &B, v: &[f32]) -> B::Buf {
 
 /// A segment of `len` elements at `off`.
 fn seg(off: usize, len: usize) -> Seg {
-    Seg { off: off as u32, len: len as u32 }
+    Seg {
+        off: off as u32,
+        len: len as u32,
+    }
 }
 
 // ---- group / instance / layer norm ------------------------------------------------
@@ -139,9 +149,20 @@ fn body_norm<B: Backend<E = f32>>(b: &B) {
     .into_iter()
     .enumerate()
     {
-        let s = NormShape { n, c, hw, groups, affine, eps: 1e-5 };
+        let s = NormShape {
+            n,
+            c,
+            hw,
+            groups,
+            affine,
+            eps: 1e-5,
+        };
         let len = s.len();
-        let aff = if affine == 1 { (c * hw) as usize } else { c as usize };
+        let aff = if affine == 1 {
+            (c * hw) as usize
+        } else {
+            c as usize
+        };
         let ng = s.stats_len();
         let mut r = rng(100 + i as u64);
         // per-group offsets and scales so the statistics are not trivial
@@ -169,7 +190,8 @@ fn body_norm<B: Backend<E = f32>>(b: &B) {
         let (mut y, mut st) = (up(b, &nan_vec(len)), up(b, &nan_vec(2 * ng)));
         b.norm_fwd(&mut y, &mut st, &xb, &pb, gs, bs, &s).unwrap();
         let (mut yc, mut stc) = (nan_vec(len), nan_vec(2 * ng));
-        c_.norm_fwd(&mut yc, &mut stc, &x, &params, gs, bs, &s).unwrap();
+        c_.norm_fwd(&mut yc, &mut stc, &x, &params, gs, bs, &s)
+            .unwrap();
         assert_close(&format!("norm_fwd y {what}"), &dl(b, &y), &yc);
         assert_close(&format!("norm_fwd stats {what}"), &dl(b, &st), &stc);
         // the passes below read the reference statistics
@@ -179,31 +201,69 @@ fn body_norm<B: Backend<E = f32>>(b: &B) {
         let (dgs, dbs) = (seg(2, aff), seg(2 + aff, aff));
         let (mut dx, mut gr) = (up(b, &nan_vec(len)), up(b, &nan_vec(2 + 2 * aff)));
         let dyb = up(b, &dy);
-        b.norm_bwd(&mut dx, Some((&mut gr, dgs, dbs)), &dyb, &xb, &stb, &pb, gs, &s).unwrap();
+        b.norm_bwd(
+            &mut dx,
+            Some((&mut gr, dgs, dbs)),
+            &dyb,
+            &xb,
+            &stb,
+            &pb,
+            gs,
+            &s,
+        )
+        .unwrap();
         let (mut dxc, mut grc) = (nan_vec(len), nan_vec(2 + 2 * aff));
-        c_.norm_bwd(&mut dxc, Some((&mut grc, dgs, dbs)), &dy, &x, &stc, &params, gs, &s)
-            .unwrap();
+        c_.norm_bwd(
+            &mut dxc,
+            Some((&mut grc, dgs, dbs)),
+            &dy,
+            &x,
+            &stc,
+            &params,
+            gs,
+            &s,
+        )
+        .unwrap();
         assert_close(&format!("norm_bwd dx {what}"), &dl(b, &dx), &dxc);
         let grv = dl(b, &gr);
-        assert_close(&format!("norm_bwd dgamma {what}"), &grv[dgs.range()], &grc[dgs.range()]);
-        assert_close(&format!("norm_bwd dbeta {what}"), &grv[dbs.range()], &grc[dbs.range()]);
+        assert_close(
+            &format!("norm_bwd dgamma {what}"),
+            &grv[dgs.range()],
+            &grc[dgs.range()],
+        );
+        assert_close(
+            &format!("norm_bwd dbeta {what}"),
+            &grv[dbs.range()],
+            &grc[dbs.range()],
+        );
         let mut dx = up(b, &nan_vec(len));
-        b.norm_bwd(&mut dx, None, &dyb, &xb, &stb, &pb, gs, &s).unwrap();
-        assert_close(&format!("norm_bwd (no dparams) dx {what}"), &dl(b, &dx), &dxc);
+        b.norm_bwd(&mut dx, None, &dyb, &xb, &stb, &pb, gs, &s)
+            .unwrap();
+        assert_close(
+            &format!("norm_bwd (no dparams) dx {what}"),
+            &dl(b, &dx),
+            &dxc,
+        );
 
         // forward tangent
         let xdb = up(b, &xdot);
         let mut yd = up(b, &nan_vec(len));
-        b.norm_jvp(&mut yd, &xb, &xdb, &stb, &pb, gs, &tb, tgs, tbs, &s).unwrap();
+        b.norm_jvp(&mut yd, &xb, &xdb, &stb, &pb, gs, &tb, tgs, tbs, &s)
+            .unwrap();
         let mut ydc = nan_vec(len);
-        c_.norm_jvp(&mut ydc, &x, &xdot, &stc, &params, gs, &tangent, tgs, tbs, &s).unwrap();
+        c_.norm_jvp(
+            &mut ydc, &x, &xdot, &stc, &params, gs, &tangent, tgs, tbs, &s,
+        )
+        .unwrap();
         assert_close(&format!("norm_jvp {what}"), &dl(b, &yd), &ydc);
 
         // reverse of the dual
         let (mut dx, mut dxd) = (up(b, &nan_vec(len)), up(b, &nan_vec(len)));
         let ddb = up(b, &dydot);
-        b.norm_dual_bwd(&mut dx, &mut dxd, &dyb, &ddb, &xb, &xdb, &stb, &pb, gs, &tb, tgs, &s)
-            .unwrap();
+        b.norm_dual_bwd(
+            &mut dx, &mut dxd, &dyb, &ddb, &xb, &xdb, &stb, &pb, gs, &tb, tgs, &s,
+        )
+        .unwrap();
         let (mut dxc, mut dxdc) = (nan_vec(len), nan_vec(len));
         c_.norm_dual_bwd(
             &mut dxc, &mut dxdc, &dy, &dydot, &x, &xdot, &stc, &params, gs, &tangent, tgs, &s,
@@ -218,12 +278,20 @@ parity!(norm, body_norm);
 // ---- batch norm -------------------------------------------------------------------
 
 fn body_batchnorm<B: Backend<E = f32>>(b: &B) {
-    // (n, c, hw): N*HW = 18, 245, 300 (> one block), 2 (the smallest train batch)
-    for (i, (n, c, hw)) in [(2u32, 3u32, 9u32), (5, 4, 49), (3, 2, 100), (1, 5, 2)]
+    // (n, c, hw): N*HW = 18, 245, 300 (> one block), 3 (at N*HW = 2 the train-mode dx
+    // is zero up to rounding: a pure cancellation no relative bound can check)
+    for (i, (n, c, hw)) in [(2u32, 3u32, 9u32), (5, 4, 49), (3, 2, 100), (1, 5, 3)]
         .into_iter()
         .enumerate()
     {
-        let s = NormShape { n, c, hw, groups: 1, affine: 0, eps: 1e-5 };
+        let s = NormShape {
+            n,
+            c,
+            hw,
+            groups: 1,
+            affine: 0,
+            eps: 1e-5,
+        };
         let (len, cu) = (s.len(), c as usize);
         let mut r = rng(200 + i as u64);
         let x: Vec<f32> = (0..len)
@@ -247,11 +315,16 @@ fn body_batchnorm<B: Backend<E = f32>>(b: &B) {
         let (xb, pb, tb) = (up(b, &x), up(b, &params), up(b, &tangent));
 
         // train forward: y, stats, running update
-        let (mut y, mut st, mut run) =
-            (up(b, &nan_vec(len)), up(b, &nan_vec(2 * cu)), up(b, &running0));
-        b.bn_fwd_train(&mut y, &mut st, &mut run, &xb, &pb, gs, bs, &s, 0.1).unwrap();
+        let (mut y, mut st, mut run) = (
+            up(b, &nan_vec(len)),
+            up(b, &nan_vec(2 * cu)),
+            up(b, &running0),
+        );
+        b.bn_fwd_train(&mut y, &mut st, &mut run, &xb, &pb, gs, bs, &s, 0.1)
+            .unwrap();
         let (mut yc, mut stc, mut runc) = (nan_vec(len), nan_vec(2 * cu), running0.clone());
-        c_.bn_fwd_train(&mut yc, &mut stc, &mut runc, &x, &params, gs, bs, &s, 0.1).unwrap();
+        c_.bn_fwd_train(&mut yc, &mut stc, &mut runc, &x, &params, gs, bs, &s, 0.1)
+            .unwrap();
         assert_close(&format!("bn_fwd_train y {what}"), &dl(b, &y), &yc);
         assert_close(&format!("bn_fwd_train stats {what}"), &dl(b, &st), &stc);
         assert_close(&format!("bn_fwd_train running {what}"), &dl(b, &run), &runc);
@@ -261,48 +334,120 @@ fn body_batchnorm<B: Backend<E = f32>>(b: &B) {
         let dyb = up(b, &dy);
         let (dgs, dbs) = (seg(0, cu), seg(cu, cu));
         let (mut dx, mut gr) = (up(b, &nan_vec(len)), up(b, &nan_vec(2 * cu)));
-        b.bn_bwd_train(&mut dx, Some((&mut gr, dgs, dbs)), &dyb, &xb, &stb, &pb, gs, &s).unwrap();
+        b.bn_bwd_train(
+            &mut dx,
+            Some((&mut gr, dgs, dbs)),
+            &dyb,
+            &xb,
+            &stb,
+            &pb,
+            gs,
+            &s,
+        )
+        .unwrap();
         let (mut dxc, mut grc) = (nan_vec(len), nan_vec(2 * cu));
-        c_.bn_bwd_train(&mut dxc, Some((&mut grc, dgs, dbs)), &dy, &x, &stc, &params, gs, &s)
-            .unwrap();
+        c_.bn_bwd_train(
+            &mut dxc,
+            Some((&mut grc, dgs, dbs)),
+            &dy,
+            &x,
+            &stc,
+            &params,
+            gs,
+            &s,
+        )
+        .unwrap();
         assert_close(&format!("bn_bwd_train dx {what}"), &dl(b, &dx), &dxc);
-        assert_close(&format!("bn_bwd_train dgamma,dbeta {what}"), &dl(b, &gr), &grc);
+        assert_close(
+            &format!("bn_bwd_train dgamma,dbeta {what}"),
+            &dl(b, &gr),
+            &grc,
+        );
         let mut dx = up(b, &nan_vec(len));
-        b.bn_bwd_train(&mut dx, None, &dyb, &xb, &stb, &pb, gs, &s).unwrap();
-        assert_close(&format!("bn_bwd_train (no dparams) dx {what}"), &dl(b, &dx), &dxc);
+        b.bn_bwd_train(&mut dx, None, &dyb, &xb, &stb, &pb, gs, &s)
+            .unwrap();
+        assert_close(
+            &format!("bn_bwd_train (no dparams) dx {what}"),
+            &dl(b, &dx),
+            &dxc,
+        );
 
         // eval mode with the running statistics
         let rb = up(b, &running0);
         let mut y = up(b, &nan_vec(len));
         b.bn_fwd_eval(&mut y, &xb, &rb, &pb, gs, bs, &s).unwrap();
         let mut yc = nan_vec(len);
-        c_.bn_fwd_eval(&mut yc, &x, &running0, &params, gs, bs, &s).unwrap();
+        c_.bn_fwd_eval(&mut yc, &x, &running0, &params, gs, bs, &s)
+            .unwrap();
         assert_close(&format!("bn_fwd_eval {what}"), &dl(b, &y), &yc);
 
         let (mut dx, mut gr) = (up(b, &nan_vec(len)), up(b, &nan_vec(2 * cu)));
-        b.bn_bwd_eval(&mut dx, Some((&mut gr, dgs, dbs)), &dyb, &xb, &rb, &pb, gs, &s).unwrap();
+        b.bn_bwd_eval(
+            &mut dx,
+            Some((&mut gr, dgs, dbs)),
+            &dyb,
+            &xb,
+            &rb,
+            &pb,
+            gs,
+            &s,
+        )
+        .unwrap();
         let (mut dxc, mut grc) = (nan_vec(len), nan_vec(2 * cu));
-        c_.bn_bwd_eval(&mut dxc, Some((&mut grc, dgs, dbs)), &dy, &x, &running0, &params, gs, &s)
-            .unwrap();
+        c_.bn_bwd_eval(
+            &mut dxc,
+            Some((&mut grc, dgs, dbs)),
+            &dy,
+            &x,
+            &running0,
+            &params,
+            gs,
+            &s,
+        )
+        .unwrap();
         assert_close(&format!("bn_bwd_eval dx {what}"), &dl(b, &dx), &dxc);
-        assert_close(&format!("bn_bwd_eval dgamma,dbeta {what}"), &dl(b, &gr), &grc);
+        assert_close(
+            &format!("bn_bwd_eval dgamma,dbeta {what}"),
+            &dl(b, &gr),
+            &grc,
+        );
 
         let xdb = up(b, &xdot);
         let mut yd = up(b, &nan_vec(len));
-        b.bn_eval_jvp(&mut yd, &xb, &xdb, &rb, &pb, gs, &tb, tgs, tbs, &s).unwrap();
-        let mut ydc = nan_vec(len);
-        c_.bn_eval_jvp(&mut ydc, &x, &xdot, &running0, &params, gs, &tangent, tgs, tbs, &s)
+        b.bn_eval_jvp(&mut yd, &xb, &xdb, &rb, &pb, gs, &tb, tgs, tbs, &s)
             .unwrap();
+        let mut ydc = nan_vec(len);
+        c_.bn_eval_jvp(
+            &mut ydc, &x, &xdot, &running0, &params, gs, &tangent, tgs, tbs, &s,
+        )
+        .unwrap();
         assert_close(&format!("bn_eval_jvp {what}"), &dl(b, &yd), &ydc);
 
         let (mut dx, mut dxd) = (up(b, &nan_vec(len)), up(b, &nan_vec(len)));
-        b.bn_eval_dual_bwd(&mut dx, &mut dxd, &dyb, &up(b, &dydot), &rb, &pb, gs, &tb, tgs, &s)
-            .unwrap();
+        b.bn_eval_dual_bwd(
+            &mut dx,
+            &mut dxd,
+            &dyb,
+            &up(b, &dydot),
+            &rb,
+            &pb,
+            gs,
+            &tb,
+            tgs,
+            &s,
+        )
+        .unwrap();
         let (mut dxc, mut dxdc) = (nan_vec(len), nan_vec(len));
-        c_.bn_eval_dual_bwd(&mut dxc, &mut dxdc, &dy, &dydot, &running0, &params, gs, &tangent, tgs, &s)
-            .unwrap();
+        c_.bn_eval_dual_bwd(
+            &mut dxc, &mut dxdc, &dy, &dydot, &running0, &params, gs, &tangent, tgs, &s,
+        )
+        .unwrap();
         assert_close(&format!("bn_eval_dual_bwd dx {what}"), &dl(b, &dx), &dxc);
-        assert_close(&format!("bn_eval_dual_bwd dxdot {what}"), &dl(b, &dxd), &dxdc);
+        assert_close(
+            &format!("bn_eval_dual_bwd dxdot {what}"),
+            &dl(b, &dxd),
+            &dxdc,
+        );
     }
 }
 parity!(batchnorm, body_batchnorm);
@@ -312,15 +457,22 @@ parity!(batchnorm, body_batchnorm);
 fn body_ce<B: Backend<E = f32>>(b: &B) {
     // (n, k, coarse): K < 32, K = 33 and 100 (lanes stride), N not a multiple of the
     // 8 samples per block; `coarse` logits on a grid of 0.5 make arg-max ties
-    for (i, (n, k, coarse)) in [(1u32, 10u32, false), (37, 10, true), (9, 100, false), (16, 33, true)]
-        .into_iter()
-        .enumerate()
+    for (i, (n, k, coarse)) in [
+        (1u32, 10u32, false),
+        (37, 10, true),
+        (9, 100, false),
+        (16, 33, true),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let s = LinearShape { n, f: 0, k };
         let len = (n * k) as usize;
         let mut r = rng(300 + i as u64);
         let logits: Vec<f32> = if coarse {
-            (0..len).map(|_| r.random_range(-3i32..3) as f32 * 0.5).collect()
+            (0..len)
+                .map(|_| r.random_range(-3i32..3) as f32 * 0.5)
+                .collect()
         } else {
             rand_vec(&mut r, len, -4.0, 4.0)
         };
@@ -338,9 +490,13 @@ fn body_ce<B: Backend<E = f32>>(b: &B) {
         assert_eq!(out.correct, outc.correct, "ce_fwd_bwd correct {what}");
 
         let (mut d, mut dd) = (up(b, &nan_vec(len)), up(b, &nan_vec(len)));
-        let h = b.ce_dual(&mut d, &mut dd, &lb, &up(b, &ldot), &yb, &s).unwrap();
+        let h = b
+            .ce_dual(&mut d, &mut dd, &lb, &up(b, &ldot), &yb, &s)
+            .unwrap();
         let (mut dc, mut ddc) = (nan_vec(len), nan_vec(len));
-        let hc = cpu().ce_dual(&mut dc, &mut ddc, &logits, &ldot, &labels, &s).unwrap();
+        let hc = cpu()
+            .ce_dual(&mut dc, &mut ddc, &logits, &ldot, &labels, &s)
+            .unwrap();
         assert_close(&format!("ce_dual dlogits {what}"), &dl(b, &d), &dc);
         assert_close(&format!("ce_dual dldot {what}"), &dl(b, &dd), &ddc);
         assert_scalar(&format!("ce_dual h {what}"), h, hc);
@@ -352,7 +508,9 @@ fn body_ce<B: Backend<E = f32>>(b: &B) {
     let mut d = up(b, &nan_vec(12));
     assert!(b.ce_fwd_bwd(&mut d, &up(b, &logits), &bad, &s).is_err());
     let mut dd = up(b, &nan_vec(12));
-    assert!(b.ce_dual(&mut d, &mut dd, &up(b, &logits), &up(b, &logits), &bad, &s).is_err());
+    assert!(b
+        .ce_dual(&mut d, &mut dd, &up(b, &logits), &up(b, &logits), &bad, &s)
+        .is_err());
 }
 parity!(ce, body_ce);
 
@@ -362,26 +520,54 @@ fn body_match<B: Backend<E = f32>>(b: &B) {
     // tensors: conv weight 4 x 27, bias 4, a zero-gradient row tensor 1 x 5 (|s| = 0),
     // fc weight 3 x 50, bias 3, a 2 x 700 tensor (rows longer than a block); gaps
     // between tensors and a tail that no tensor covers (dsyn must be 0 there)
-    let shapes: [(u32, u32, u32); 6] = [(4, 27, 0), (1, 4, 1), (1, 5, 0), (3, 50, 0), (1, 3, 1), (2, 700, 0)];
+    let shapes: [(u32, u32, u32); 6] = [
+        (4, 27, 0),
+        (1, 4, 1),
+        (1, 5, 0),
+        (3, 50, 0),
+        (1, 3, 1),
+        (2, 700, 0),
+    ];
     let mut tensors = Vec::new();
     let mut off = 2u32;
     for &(rows, cols, is_vector) in &shapes {
-        tensors.push(MatchTensor { seg: Seg { off, len: rows * cols }, rows, cols, is_vector });
+        tensors.push(MatchTensor {
+            seg: Seg {
+                off,
+                len: rows * cols,
+            },
+            rows,
+            cols,
+            is_vector,
+        });
         off += rows * cols + 3;
     }
     let len = off as usize + 5;
-    for (i, metric) in [Metric::Ours, Metric::Mse, Metric::Cos].into_iter().enumerate() {
-        for (j, ts) in [&tensors[..], &tensors[..2], &[][..]].into_iter().enumerate() {
+    for (i, metric) in [Metric::Ours, Metric::Mse, Metric::Cos]
+        .into_iter()
+        .enumerate()
+    {
+        for (j, ts) in [&tensors[..], &tensors[..2], &[][..]]
+            .into_iter()
+            .enumerate()
+        {
             let mut r = rng(400 + 10 * i as u64 + j as u64);
             let real = rand_vec(&mut r, len, -1.0, 1.0);
-            let mut syn: Vec<f32> = real.iter().map(|&v| 0.7 * v + r.random_range(-0.5f32..0.5)).collect();
+            let mut syn: Vec<f32> = real
+                .iter()
+                .map(|&v| 0.7 * v + r.random_range(-0.5f32..0.5))
+                .collect();
             let z = tensors[2].seg.range();
             syn[z].iter_mut().for_each(|v| *v = 0.0);
             let what = format!("{metric:?} tensors={}", ts.len());
             let mut d = up(b, &nan_vec(len));
-            let dist = b.match_distance(&mut d, &up(b, &syn), &up(b, &real), ts, metric).unwrap();
+            let dist = b
+                .match_distance(&mut d, &up(b, &syn), &up(b, &real), ts, metric)
+                .unwrap();
             let mut dc = nan_vec(len);
-            let distc = cpu().match_distance(&mut dc, &syn, &real, ts, metric).unwrap();
+            let distc = cpu()
+                .match_distance(&mut dc, &syn, &real, ts, metric)
+                .unwrap();
             assert_scalar(&format!("match_distance {what}"), dist, distc);
             assert_close(&format!("match_distance dsyn {what}"), &dl(b, &d), &dc);
         }
@@ -396,39 +582,92 @@ fn aug_ops(r: &mut ChaCha8Rng, n: usize, h: u32, w: u32) -> Vec<AugOp> {
     let affine: Vec<AffineParam> = (0..n)
         .map(|k| match k % 4 {
             // identity, rotation+scale, strong shrink (wide preimage), singular map
-            0 => AffineParam { a00: 1.0, a01: 0.0, a10: 0.0, a11: 1.0 },
+            0 => AffineParam {
+                a00: 1.0,
+                a01: 0.0,
+                a10: 0.0,
+                a11: 1.0,
+            },
             1 => {
-                let (t, sx, sy): (f32, f32, f32) =
-                    (r.random_range(-0.3..0.3), r.random_range(0.8..1.2), r.random_range(0.8..1.2));
-                AffineParam { a00: sx * t.cos(), a01: -t.sin(), a10: t.sin(), a11: sy * t.cos() }
+                let (t, sx, sy): (f32, f32, f32) = (
+                    r.random_range(-0.3..0.3),
+                    r.random_range(0.8..1.2),
+                    r.random_range(0.8..1.2),
+                );
+                AffineParam {
+                    a00: sx * t.cos(),
+                    a01: -t.sin(),
+                    a10: t.sin(),
+                    a11: sy * t.cos(),
+                }
             }
-            2 => AffineParam { a00: 0.4, a01: 0.1, a10: -0.2, a11: 2.5 },
-            _ => AffineParam { a00: 0.0, a01: 0.0, a10: 0.0, a11: 0.0 },
+            2 => AffineParam {
+                a00: 0.4,
+                a01: 0.1,
+                a10: -0.2,
+                a11: 2.5,
+            },
+            _ => AffineParam {
+                a00: 0.0,
+                a01: 0.0,
+                a10: 0.0,
+                a11: 0.0,
+            },
         })
         .collect();
     let ints = |r: &mut ChaCha8Rng, lo: i32, hi: i32| -> Vec<IntParam> {
-        (0..n).map(|_| IntParam { a: r.random_range(lo..hi), b: r.random_range(lo..hi) }).collect()
+        (0..n)
+            .map(|_| IntParam {
+                a: r.random_range(lo..hi),
+                b: r.random_range(lo..hi),
+            })
+            .collect()
     };
     let (hh, ww) = (h as i32, w as i32);
     let mut crop = ints(r, -3, 4);
     crop[0] = IntParam { a: 100, b: -2 }; // entirely outside
     vec![
         AugOp::Affine(affine),
-        AugOp::Flip((0..n).map(|k| IntParam { a: (k % 2) as i32, b: 0 }).collect()),
+        AugOp::Flip(
+            (0..n)
+                .map(|k| IntParam {
+                    a: (k % 2) as i32,
+                    b: 0,
+                })
+                .collect(),
+        ),
         AugOp::Brightness(rand_vec(r, n, -0.5, 0.5)),
-        AugOp::Saturation((0..n).map(|k| if k == 0 { 1.0 } else { r.random_range(0.0..2.0) }).collect()),
+        AugOp::Saturation(
+            (0..n)
+                .map(|k| {
+                    if k == 0 {
+                        1.0
+                    } else {
+                        r.random_range(0.0..2.0)
+                    }
+                })
+                .collect(),
+        ),
         AugOp::Contrast(rand_vec(r, n, 0.5, 1.5)),
         AugOp::Crop(crop),
-        AugOp::Cutout { centres: ints(r, -1, hh.max(ww) + 1), half: 2 },
+        AugOp::Cutout {
+            centres: ints(r, -1, hh.max(ww) + 1),
+            half: 2,
+        },
     ]
 }
 
 fn body_augment<B: Backend<E = f32>>(b: &B) {
     // (n, c, h, w): 3-channel, 1-channel (saturation = identity), an image of
     // 3*13*13 = 507 elements (contrast reduces over more than one block), non-square
-    for (i, (n, c, h, w)) in [(4u32, 3u32, 8u32, 8u32), (4, 1, 7, 7), (2, 3, 13, 13), (4, 2, 5, 9)]
-        .into_iter()
-        .enumerate()
+    for (i, (n, c, h, w)) in [
+        (4u32, 3u32, 8u32, 8u32),
+        (4, 1, 7, 7),
+        (2, 3, 13, 13),
+        (4, 2, 5, 9),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let s = ImgShape { n, c, h, w };
         let len = s.len();
@@ -437,7 +676,10 @@ fn body_augment<B: Backend<E = f32>>(b: &B) {
             let x = rand_vec(&mut r, len, -1.0, 1.0);
             let dy = rand_vec(&mut r, len, -1.0, 1.0);
             let name = format!("{op:?}");
-            let what = format!("{} {n}x{c}x{h}x{w}", &name[..name.find('(').unwrap_or(name.len()).min(12)]);
+            let what = format!(
+                "{} {n}x{c}x{h}x{w}",
+                &name[..name.find('(').unwrap_or(name.len()).min(12)]
+            );
             let mut y = up(b, &nan_vec(len));
             b.aug_fwd(&mut y, &up(b, &x), &op, &s).unwrap();
             let mut yc = nan_vec(len);
