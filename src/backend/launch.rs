@@ -94,6 +94,34 @@ pub fn bias_bwd(channels: u32) -> Geometry {
     }
 }
 
+/// Threads per block of the one-block-per-group reductions (group/batch norm,
+/// matching rows, contrast): 8 warps feeding `block_sum`'s fixed tree. Groups are
+/// 16..131072 elements; 256 keeps small groups from idling most threads while
+/// large ones still stream (not yet benchmarked on a GPU).
+pub const REDUCE_BLOCK: u32 = 256;
+
+/// One [`REDUCE_BLOCK`]-thread block per group (norm group, channel, row, image).
+pub fn per_block(blocks: u32) -> Geometry {
+    Geometry {
+        grid: (blocks.max(1), 1, 1),
+        block: (REDUCE_BLOCK, 1, 1),
+        shared_bytes: 0,
+    }
+}
+
+/// Warps (samples) per block of the softmax cross-entropy kernels: one warp per
+/// sample, K (classes, 10..100) strided over its lanes.
+pub const CE_WARPS: u32 = 8;
+
+/// One warp per sample for `n` samples.
+pub fn ce(n: u32) -> Geometry {
+    Geometry {
+        grid: (div_up(n.max(1) as u64, CE_WARPS as u64) as u32, 1, 1),
+        block: (32 * CE_WARPS, 1, 1),
+        shared_bytes: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

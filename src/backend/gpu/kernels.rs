@@ -55,6 +55,18 @@ kernel_table! {
     conv2d_fwd, conv2d_bwd_input, conv2d_bwd_weight,
     // kernels/linear.cu
     linear_fwd, linear_bwd_input, linear_bwd_weight,
+    // kernels/norm.cu
+    norm_fwd, norm_bwd, norm_bwd_params, norm_jvp, norm_dual_bwd,
+    // kernels/batchnorm.cu
+    bn_fwd_train, bn_bwd_train, bn_fwd_eval, bn_bwd_eval, bn_bwd_eval_params, bn_eval_jvp,
+    bn_eval_dual_bwd,
+    // kernels/loss.cu
+    ce_fwd_bwd, ce_dual,
+    // kernels/matching.cu
+    match_sums, match_grad,
+    // kernels/augment.cu
+    aug_affine_fwd, aug_affine_bwd, aug_flip, aug_brightness_fwd, aug_saturation, aug_contrast,
+    aug_crop, aug_cutout,
 }
 
 /// Pointer to an argument value, as `cuLaunchKernel` wants it.
@@ -528,4 +540,478 @@ pub(crate) fn linear_bwd_weight<L: Launcher>(
         bias_bwd(l, dbp, dy, s.n, s.k, 1)?;
     }
     Ok(())
+}
+
+// ---- group / instance / layer norm (kernels/norm.cu) ---------------------------------
+// Callers have checked: x-shaped buffers hold N*C*HW floats, stats 2*N*G, every
+// affine segment C (per channel) or C*HW (per element) floats inside its buffer.
+
+/// Address of segment `seg` of a read-only buffer.
+fn seg<L: Launcher>(l: &L, buf: &L::Buf, seg: Seg) -> u64 {
+    at(l.ptr(buf), seg.off as usize)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn norm_fwd<L: Launcher>(
+    l: &L,
+    y: &mut L::Buf,
+    stats: &mut L::Buf,
+    x: &L::Buf,
+    params: &L::Buf,
+    gamma: Seg,
+    beta: Seg,
+    s: &NormShape,
+) -> Result<()> {
+    let (yp, sp, xp) = (l.ptr_mut(y), l.ptr_mut(stats), l.ptr(x));
+    let (gp, bp, s) = (seg(l, params, gamma), seg(l, params, beta), *s);
+    let mut args = [a(&yp), a(&sp), a(&xp), a(&gp), a(&bp), a(&s)];
+    // SAFETY: norm_fwd(float* y, float* stats, const float* x, const float* gamma, const
+    // float* beta, NormShape s); one block per (n, g) group, lengths checked by the caller.
+    unsafe { l.launch(&k::norm_fwd, launch::per_block(s.n * s.groups), &mut args) }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn norm_bwd<L: Launcher>(
+    l: &L,
+    dx: &mut L::Buf,
+    dy: &L::Buf,
+    x: &L::Buf,
+    stats: &L::Buf,
+    params: &L::Buf,
+    gamma: Seg,
+    s: &NormShape,
+) -> Result<()> {
+    let (dxp, dyp, xp, sp) = (l.ptr_mut(dx), l.ptr(dy), l.ptr(x), l.ptr(stats));
+    let (gp, s) = (seg(l, params, gamma), *s);
+    let mut args = [a(&dxp), a(&dyp), a(&xp), a(&sp), a(&gp), a(&s)];
+    // SAFETY: norm_bwd(float* dx, const float* dy, const float* x, const float* stats,
+    // const float* gamma, NormShape s); lengths checked by the caller.
+    unsafe { l.launch(&k::norm_bwd, launch::per_block(s.n * s.groups), &mut args) }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn norm_bwd_params<L: Launcher>(
+    l: &L,
+    grads: &mut L::Buf,
+    dgamma: Seg,
+    dbeta: Seg,
+    dy: &L::Buf,
+    x: &L::Buf,
+    stats: &L::Buf,
+    s: &NormShape,
+) -> Result<()> {
+    let base = l.ptr_mut(grads);
+    let (dgp, dbp) = (at(base, dgamma.off as usize), at(base, dbeta.off as usize));
+    let (dyp, xp, sp, s) = (l.ptr(dy), l.ptr(x), l.ptr(stats), *s);
+    let geo = if s.affine != 0 {
+        launch::elementwise(s.c as u64 * s.hw as u64)
+    } else {
+        launch::per_block(s.c)
+    };
+    let mut args = [a(&dgp), a(&dbp), a(&dyp), a(&xp), a(&sp), a(&s)];
+    // SAFETY: norm_bwd_params(float* dgamma, float* dbeta, const float* dy, const float* x,
+    // const float* stats, NormShape s); dgamma, dbeta are disjoint segments of C or C*HW
+    // floats inside grads (checked by the caller).
+    unsafe { l.launch(&k::norm_bwd_params, geo, &mut args) }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn norm_jvp<L: Launcher>(
+    l: &L,
+    ydot: &mut L::Buf,
+    x: &L::Buf,
+    xdot: &L::Buf,
+    stats: &L::Buf,
+    params: &L::Buf,
+    gamma: Seg,
+    tangent: &L::Buf,
+    t_gamma: Seg,
+    t_beta: Seg,
+    s: &NormShape,
+) -> Result<()> {
+    let (yp, xp, vp, sp) = (l.ptr_mut(ydot), l.ptr(x), l.ptr(xdot), l.ptr(stats));
+    let (gp, tgp, tbp) = (seg(l, params, gamma), seg(l, tangent, t_gamma), seg(l, tangent, t_beta));
+    let s = *s;
+    let mut args = [a(&yp), a(&xp), a(&vp), a(&sp), a(&gp), a(&tgp), a(&tbp), a(&s)];
+    // SAFETY: norm_jvp(float* ydot, const float* x, const float* xdot, const float* stats,
+    // const float* gamma, const float* t_gamma, const float* t_beta, NormShape s).
+    unsafe { l.launch(&k::norm_jvp, launch::per_block(s.n * s.groups), &mut args) }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn norm_dual_bwd<L: Launcher>(
+    l: &L,
+    dx: &mut L::Buf,
+    dxdot: &mut L::Buf,
+    dy: &L::Buf,
+    dydot: &L::Buf,
+    x: &L::Buf,
+    xdot: &L::Buf,
+    stats: &L::Buf,
+    params: &L::Buf,
+    gamma: Seg,
+    tangent: &L::Buf,
+    t_gamma: Seg,
+    s: &NormShape,
+) -> Result<()> {
+    let (dxp, dvp) = (l.ptr_mut(dx), l.ptr_mut(dxdot));
+    let (dyp, ddp, xp, vp, sp) = (l.ptr(dy), l.ptr(dydot), l.ptr(x), l.ptr(xdot), l.ptr(stats));
+    let (gp, tgp, s) = (seg(l, params, gamma), seg(l, tangent, t_gamma), *s);
+    let mut args = [
+        a(&dxp),
+        a(&dvp),
+        a(&dyp),
+        a(&ddp),
+        a(&xp),
+        a(&vp),
+        a(&sp),
+        a(&gp),
+        a(&tgp),
+        a(&s),
+    ];
+    // SAFETY: norm_dual_bwd(float* dx, float* dxdot, const float* dy, const float* dydot,
+    // const float* x, const float* xdot, const float* stats, const float* gamma, const
+    // float* t_gamma, NormShape s); dx and dxdot are distinct buffers (&mut).
+    unsafe { l.launch(&k::norm_dual_bwd, launch::per_block(s.n * s.groups), &mut args) }
+}
+
+// ---- batch norm (kernels/batchnorm.cu) ------------------------------------------------
+// Callers have checked: x-shaped buffers N*C*HW floats, stats and running 2*C, every
+// affine segment C floats inside its buffer.
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn bn_fwd_train<L: Launcher>(
+    l: &L,
+    y: &mut L::Buf,
+    stats: &mut L::Buf,
+    running: &mut L::Buf,
+    x: &L::Buf,
+    params: &L::Buf,
+    gamma: Seg,
+    beta: Seg,
+    s: &NormShape,
+    momentum: f32,
+) -> Result<()> {
+    let (yp, sp, rp, xp) = (l.ptr_mut(y), l.ptr_mut(stats), l.ptr_mut(running), l.ptr(x));
+    let (gp, bp, s) = (seg(l, params, gamma), seg(l, params, beta), *s);
+    let mut args = [a(&yp), a(&sp), a(&rp), a(&xp), a(&gp), a(&bp), a(&s), a(&momentum)];
+    // SAFETY: bn_fwd_train(float* y, float* stats, float* running, const float* x, const
+    // float* gamma, const float* beta, NormShape s, float momentum); one block per channel.
+    unsafe { l.launch(&k::bn_fwd_train, launch::per_block(s.c), &mut args) }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn bn_bwd_train<L: Launcher>(
+    l: &L,
+    dx: &mut L::Buf,
+    dparams: Option<(&mut L::Buf, Seg, Seg)>,
+    dy: &L::Buf,
+    x: &L::Buf,
+    stats: &L::Buf,
+    params: &L::Buf,
+    gamma: Seg,
+    s: &NormShape,
+) -> Result<()> {
+    let (dgp, dbp) = match dparams {
+        Some((g, dg, db)) => {
+            let base = l.ptr_mut(g);
+            (at(base, dg.off as usize), at(base, db.off as usize))
+        }
+        None => (0u64, 0u64),
+    };
+    let (dxp, dyp, xp, sp) = (l.ptr_mut(dx), l.ptr(dy), l.ptr(x), l.ptr(stats));
+    let (gp, s) = (seg(l, params, gamma), *s);
+    let mut args = [a(&dxp), a(&dgp), a(&dbp), a(&dyp), a(&xp), a(&sp), a(&gp), a(&s)];
+    // SAFETY: bn_bwd_train(float* dx, float* dgamma, float* dbeta, const float* dy, const
+    // float* x, const float* stats, const float* gamma, NormShape s); dgamma/dbeta null
+    // (skipped) or disjoint C-float segments of a buffer other than dx (&mut).
+    unsafe { l.launch(&k::bn_bwd_train, launch::per_block(s.c), &mut args) }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn bn_fwd_eval<L: Launcher>(
+    l: &L,
+    y: &mut L::Buf,
+    x: &L::Buf,
+    running: &L::Buf,
+    params: &L::Buf,
+    gamma: Seg,
+    beta: Seg,
+    s: &NormShape,
+) -> Result<()> {
+    let (yp, xp, rp) = (l.ptr_mut(y), l.ptr(x), l.ptr(running));
+    let (gp, bp, s) = (seg(l, params, gamma), seg(l, params, beta), *s);
+    let mut args = [a(&yp), a(&xp), a(&rp), a(&gp), a(&bp), a(&s)];
+    // SAFETY: bn_fwd_eval(float* y, const float* x, const float* running, const float*
+    // gamma, const float* beta, NormShape s).
+    unsafe { l.launch(&k::bn_fwd_eval, launch::elementwise(s_len(&s)), &mut args) }
+}
+
+fn s_len(s: &NormShape) -> u64 {
+    s.n as u64 * s.c as u64 * s.hw as u64
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn bn_bwd_eval<L: Launcher>(
+    l: &L,
+    dx: &mut L::Buf,
+    dy: &L::Buf,
+    running: &L::Buf,
+    params: &L::Buf,
+    gamma: Seg,
+    s: &NormShape,
+) -> Result<()> {
+    let (dxp, dyp, rp, gp, s) = (l.ptr_mut(dx), l.ptr(dy), l.ptr(running), seg(l, params, gamma), *s);
+    let mut args = [a(&dxp), a(&dyp), a(&rp), a(&gp), a(&s)];
+    // SAFETY: bn_bwd_eval(float* dx, const float* dy, const float* running, const float*
+    // gamma, NormShape s).
+    unsafe { l.launch(&k::bn_bwd_eval, launch::elementwise(s_len(&s)), &mut args) }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn bn_bwd_eval_params<L: Launcher>(
+    l: &L,
+    grads: &mut L::Buf,
+    dgamma: Seg,
+    dbeta: Seg,
+    dy: &L::Buf,
+    x: &L::Buf,
+    running: &L::Buf,
+    s: &NormShape,
+) -> Result<()> {
+    let base = l.ptr_mut(grads);
+    let (dgp, dbp) = (at(base, dgamma.off as usize), at(base, dbeta.off as usize));
+    let (dyp, xp, rp, s) = (l.ptr(dy), l.ptr(x), l.ptr(running), *s);
+    let mut args = [a(&dgp), a(&dbp), a(&dyp), a(&xp), a(&rp), a(&s)];
+    // SAFETY: bn_bwd_eval_params(float* dgamma, float* dbeta, const float* dy, const
+    // float* x, const float* running, NormShape s); disjoint C-float segments of grads.
+    unsafe { l.launch(&k::bn_bwd_eval_params, launch::per_block(s.c), &mut args) }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn bn_eval_jvp<L: Launcher>(
+    l: &L,
+    ydot: &mut L::Buf,
+    x: &L::Buf,
+    xdot: &L::Buf,
+    running: &L::Buf,
+    params: &L::Buf,
+    gamma: Seg,
+    tangent: &L::Buf,
+    t_gamma: Seg,
+    t_beta: Seg,
+    s: &NormShape,
+) -> Result<()> {
+    let (yp, xp, vp, rp) = (l.ptr_mut(ydot), l.ptr(x), l.ptr(xdot), l.ptr(running));
+    let (gp, tgp, tbp) = (seg(l, params, gamma), seg(l, tangent, t_gamma), seg(l, tangent, t_beta));
+    let s = *s;
+    let mut args = [a(&yp), a(&xp), a(&vp), a(&rp), a(&gp), a(&tgp), a(&tbp), a(&s)];
+    // SAFETY: bn_eval_jvp(float* ydot, const float* x, const float* xdot, const float*
+    // running, const float* gamma, const float* t_gamma, const float* t_beta, NormShape s).
+    unsafe { l.launch(&k::bn_eval_jvp, launch::elementwise(s_len(&s)), &mut args) }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn bn_eval_dual_bwd<L: Launcher>(
+    l: &L,
+    dx: &mut L::Buf,
+    dxdot: &mut L::Buf,
+    dy: &L::Buf,
+    dydot: &L::Buf,
+    running: &L::Buf,
+    params: &L::Buf,
+    gamma: Seg,
+    tangent: &L::Buf,
+    t_gamma: Seg,
+    s: &NormShape,
+) -> Result<()> {
+    let (dxp, dvp, dyp, ddp) = (l.ptr_mut(dx), l.ptr_mut(dxdot), l.ptr(dy), l.ptr(dydot));
+    let (rp, gp, tgp, s) = (l.ptr(running), seg(l, params, gamma), seg(l, tangent, t_gamma), *s);
+    let mut args = [a(&dxp), a(&dvp), a(&dyp), a(&ddp), a(&rp), a(&gp), a(&tgp), a(&s)];
+    // SAFETY: bn_eval_dual_bwd(float* dx, float* dxdot, const float* dy, const float*
+    // dydot, const float* running, const float* gamma, const float* t_gamma, NormShape s).
+    unsafe { l.launch(&k::bn_eval_dual_bwd, launch::elementwise(s_len(&s)), &mut args) }
+}
+
+// ---- softmax cross-entropy (kernels/loss.cu) -------------------------------------------
+
+pub(crate) fn ce_fwd_bwd<L: Launcher>(
+    l: &L,
+    dlogits: &mut L::Buf,
+    per_sample: &mut L::Buf,
+    logits: &L::Buf,
+    labels: &L::Labels,
+    s: &LinearShape,
+) -> Result<()> {
+    let (dp, pp, lp, yp, s) = (l.ptr_mut(dlogits), l.ptr_mut(per_sample), l.ptr(logits), l.ptr_u32(labels), *s);
+    let mut args = [a(&dp), a(&pp), a(&lp), a(&yp), a(&s)];
+    // SAFETY: ce_fwd_bwd(float* dlogits, float* per_sample, const float* logits, const
+    // unsigned* labels, LinearShape s); dlogits, logits N*K floats, per_sample 2N, labels
+    // N (checked by the caller; a label >= K is flagged, never dereferenced).
+    unsafe { l.launch(&k::ce_fwd_bwd, launch::ce(s.n), &mut args) }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn ce_dual<L: Launcher>(
+    l: &L,
+    dlogits: &mut L::Buf,
+    dldot: &mut L::Buf,
+    per_sample: &mut L::Buf,
+    logits: &L::Buf,
+    ldot: &L::Buf,
+    labels: &L::Labels,
+    s: &LinearShape,
+) -> Result<()> {
+    let (dp, dd, pp) = (l.ptr_mut(dlogits), l.ptr_mut(dldot), l.ptr_mut(per_sample));
+    let (lp, tp, yp, s) = (l.ptr(logits), l.ptr(ldot), l.ptr_u32(labels), *s);
+    let mut args = [a(&dp), a(&dd), a(&pp), a(&lp), a(&tp), a(&yp), a(&s)];
+    // SAFETY: ce_dual(float* dlogits, float* dldot, float* per_sample, const float* logits,
+    // const float* ldot, const unsigned* labels, LinearShape s); N*K floats each, per_sample
+    // 2N, labels N (checked by the caller).
+    unsafe { l.launch(&k::ce_dual, launch::ce(s.n), &mut args) }
+}
+
+// ---- gradient matching (kernels/matching.cu) -------------------------------------------
+
+pub(crate) fn match_sums<L: Launcher>(
+    l: &L,
+    sums: &mut L::Buf,
+    g_syn: &L::Buf,
+    g_real: &L::Buf,
+    rows: &L::Labels,
+    nrows: u32,
+) -> Result<()> {
+    let (sp, gs, gr, rp) = (l.ptr_mut(sums), l.ptr(g_syn), l.ptr(g_real), l.ptr_u32(rows));
+    // SAFETY: match_sums(float* sums, const float* g_syn, const float* g_real, const
+    // unsigned* rows); sums holds 4*nrows floats, rows 2*nrows (off, len) pairs that lie
+    // inside both gradient buffers (checked by the caller).
+    unsafe { l.launch(&k::match_sums, launch::per_block(nrows), &mut [a(&sp), a(&gs), a(&gr), a(&rp)]) }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn match_grad<L: Launcher>(
+    l: &L,
+    dsyn: &mut L::Buf,
+    g_syn: &L::Buf,
+    g_real: &L::Buf,
+    rows: &L::Labels,
+    coef: &L::Buf,
+    nrows: u32,
+    metric: Metric,
+) -> Result<()> {
+    let (dp, gs, gr, rp, cp) = (l.ptr_mut(dsyn), l.ptr(g_syn), l.ptr(g_real), l.ptr_u32(rows), l.ptr(coef));
+    let metric = metric as u32;
+    let mut args = [a(&dp), a(&gs), a(&gr), a(&rp), a(&cp), a(&metric)];
+    // SAFETY: match_grad(float* dsyn, const float* g_syn, const float* g_real, const
+    // unsigned* rows, const float* coef, unsigned metric); rows as for match_sums, inside
+    // dsyn too; coef 2*nrows floats.
+    unsafe { l.launch(&k::match_grad, launch::per_block(nrows), &mut args) }
+}
+
+// ---- augmentation (kernels/augment.cu) ---------------------------------------------------
+// Callers have checked: x- and y-shaped buffers hold the shape's N*C*H*W floats and the
+// per-image parameter buffer N entries (AffineParam = 4 floats, IntParam = 2 u32, scalars
+// 1 float).
+
+/// Launches an augmentation kernel `(float* y, const float* x, const P* p, ImgShape s,
+/// extra...)` with the given geometry.
+fn aug_launch<L: Launcher>(
+    l: &L,
+    kernel: &Kernel,
+    geo: Geometry,
+    y: &mut L::Buf,
+    x: &L::Buf,
+    p: u64,
+    s: &ImgShape,
+) -> Result<()> {
+    let (yp, xp, s) = (l.ptr_mut(y), l.ptr(x), *s);
+    // SAFETY: every caller names a kernel of signature (float* y, const float* x, const
+    // P* p, ImgShape s) where p addresses the N per-image entries of type P.
+    unsafe { l.launch(kernel, geo, &mut [a(&yp), a(&xp), a(&p), a(&s)]) }
+}
+
+fn img_geo(s: &ImgShape) -> Geometry {
+    launch::elementwise(s.len() as u64)
+}
+
+/// `aug_affine_fwd` (`bwd = false`) or `aug_affine_bwd`; `p` holds N AffineParams.
+pub(crate) fn aug_affine<L: Launcher>(
+    l: &L,
+    y: &mut L::Buf,
+    x: &L::Buf,
+    p: &L::Buf,
+    s: &ImgShape,
+    bwd: bool,
+) -> Result<()> {
+    let kernel = if bwd { &k::aug_affine_bwd } else { &k::aug_affine_fwd };
+    aug_launch(l, kernel, img_geo(s), y, x, l.ptr(p), s)
+}
+
+/// `aug_flip` (its own adjoint); `p` holds N IntParams.
+pub(crate) fn aug_flip<L: Launcher>(l: &L, y: &mut L::Buf, x: &L::Buf, p: &L::Labels, s: &ImgShape) -> Result<()> {
+    aug_launch(l, &k::aug_flip, img_geo(s), y, x, l.ptr_u32(p), s)
+}
+
+/// `aug_brightness_fwd`; `shift` holds N floats.
+pub(crate) fn aug_brightness_fwd<L: Launcher>(
+    l: &L,
+    y: &mut L::Buf,
+    x: &L::Buf,
+    shift: &L::Buf,
+    s: &ImgShape,
+) -> Result<()> {
+    aug_launch(l, &k::aug_brightness_fwd, img_geo(s), y, x, l.ptr(shift), s)
+}
+
+/// `aug_saturation` (its own adjoint); `factor` holds N floats.
+pub(crate) fn aug_saturation<L: Launcher>(
+    l: &L,
+    y: &mut L::Buf,
+    x: &L::Buf,
+    factor: &L::Buf,
+    s: &ImgShape,
+) -> Result<()> {
+    let geo = launch::elementwise(s.n as u64 * s.h as u64 * s.w as u64);
+    aug_launch(l, &k::aug_saturation, geo, y, x, l.ptr(factor), s)
+}
+
+/// `aug_contrast` (its own adjoint): one block per image; `factor` holds N floats.
+pub(crate) fn aug_contrast<L: Launcher>(
+    l: &L,
+    y: &mut L::Buf,
+    x: &L::Buf,
+    factor: &L::Buf,
+    s: &ImgShape,
+) -> Result<()> {
+    aug_launch(l, &k::aug_contrast, launch::per_block(s.n), y, x, l.ptr(factor), s)
+}
+
+/// `aug_crop`, its adjoint (the shift negated) when `negate`; `p` holds N IntParams.
+pub(crate) fn aug_crop<L: Launcher>(
+    l: &L,
+    y: &mut L::Buf,
+    x: &L::Buf,
+    p: &L::Labels,
+    s: &ImgShape,
+    negate: bool,
+) -> Result<()> {
+    let (yp, xp, pp, s, neg) = (l.ptr_mut(y), l.ptr(x), l.ptr_u32(p), *s, negate as u32);
+    // SAFETY: aug_crop(float* y, const float* x, const IntParam* p, ImgShape s, unsigned
+    // negate); p holds N IntParams.
+    unsafe { l.launch(&k::aug_crop, img_geo(&s), &mut [a(&yp), a(&xp), a(&pp), a(&s), a(&neg)]) }
+}
+
+/// `aug_cutout` (its own adjoint); `p` holds N IntParams.
+pub(crate) fn aug_cutout<L: Launcher>(
+    l: &L,
+    y: &mut L::Buf,
+    x: &L::Buf,
+    p: &L::Labels,
+    half: i32,
+    s: &ImgShape,
+) -> Result<()> {
+    let (yp, xp, pp, s) = (l.ptr_mut(y), l.ptr(x), l.ptr_u32(p), *s);
+    // SAFETY: aug_cutout(float* y, const float* x, const IntParam* p, int half, ImgShape
+    // s); p holds N IntParams.
+    unsafe { l.launch(&k::aug_cutout, img_geo(&s), &mut [a(&yp), a(&xp), a(&pp), a(&half), a(&s)]) }
 }

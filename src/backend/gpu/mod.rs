@@ -108,6 +108,7 @@ fn check_u32(op: &str, n: usize) -> Result<u32> {
     u32::try_from(n).map_err(|_| Error::Shape(format!("{op}: {n} elements exceed 2^32-1")))
 }
 
+#[allow(dead_code)] // kept for kernels still to come
 fn todo_kernel(op: &str) -> Error {
     Error::Unsupported(format!("{op}: kernel not yet written"))
 }
@@ -415,179 +416,394 @@ impl<L: Launcher> Backend for Gpu<L> {
         kernels::pool_jvp(&self.l, ydot, x, xdot, s, kind)
     }
 
-    // ---- norms (kernels not yet written) ----------------------------------------
+    // ---- norms (kernels/norm.cu, kernels/batchnorm.cu) -----------------------------
     fn norm_fwd(
         &self,
-        _y: &mut L::Buf,
-        _stats: &mut L::Buf,
-        _x: &L::Buf,
-        _params: &L::Buf,
-        _gamma: Seg,
-        _beta: Seg,
-        _s: &NormShape,
+        y: &mut L::Buf,
+        stats: &mut L::Buf,
+        x: &L::Buf,
+        params: &L::Buf,
+        gamma: Seg,
+        beta: Seg,
+        s: &NormShape,
     ) -> Result<()> {
-        Err(todo_kernel("norm_fwd"))
+        let op = "norm_fwd";
+        let aff = check_group_norm(op, s)?;
+        check_len(op, "x", self.l.len(x), s.len())?;
+        check_len(op, "y", self.l.len(y), s.len())?;
+        check_len(op, "stats", self.l.len(stats), 2 * s.stats_len())?;
+        check_seg_len(op, "gamma", gamma, self.l.len(params), aff)?;
+        check_seg_len(op, "beta", beta, self.l.len(params), aff)?;
+        kernels::norm_fwd(&self.l, y, stats, x, params, gamma, beta, s)
     }
     fn norm_bwd(
         &self,
-        _dx: &mut L::Buf,
-        _dparams: Option<(&mut L::Buf, Seg, Seg)>,
-        _dy: &L::Buf,
-        _x: &L::Buf,
-        _stats: &L::Buf,
-        _params: &L::Buf,
-        _gamma: Seg,
-        _s: &NormShape,
+        dx: &mut L::Buf,
+        dparams: Option<(&mut L::Buf, Seg, Seg)>,
+        dy: &L::Buf,
+        x: &L::Buf,
+        stats: &L::Buf,
+        params: &L::Buf,
+        gamma: Seg,
+        s: &NormShape,
     ) -> Result<()> {
-        Err(todo_kernel("norm_bwd"))
+        let op = "norm_bwd";
+        let aff = check_group_norm(op, s)?;
+        for (what, len) in [("dx", self.l.len(dx)), ("dy", self.l.len(dy)), ("x", self.l.len(x))] {
+            check_len(op, what, len, s.len())?;
+        }
+        check_len(op, "stats", self.l.len(stats), 2 * s.stats_len())?;
+        check_seg_len(op, "gamma", gamma, self.l.len(params), aff)?;
+        if let Some((g, dg, db)) = &dparams {
+            check_dparams(op, self.l.len(g), *dg, *db, aff)?;
+        }
+        kernels::norm_bwd(&self.l, dx, dy, x, stats, params, gamma, s)?;
+        if let Some((g, dg, db)) = dparams {
+            kernels::norm_bwd_params(&self.l, g, dg, db, dy, x, stats, s)?;
+        }
+        Ok(())
     }
     fn norm_jvp(
         &self,
-        _ydot: &mut L::Buf,
-        _x: &L::Buf,
-        _xdot: &L::Buf,
-        _stats: &L::Buf,
-        _params: &L::Buf,
-        _gamma: Seg,
-        _tangent: &L::Buf,
-        _t_gamma: Seg,
-        _t_beta: Seg,
-        _s: &NormShape,
+        ydot: &mut L::Buf,
+        x: &L::Buf,
+        xdot: &L::Buf,
+        stats: &L::Buf,
+        params: &L::Buf,
+        gamma: Seg,
+        tangent: &L::Buf,
+        t_gamma: Seg,
+        t_beta: Seg,
+        s: &NormShape,
     ) -> Result<()> {
-        Err(todo_kernel("norm_jvp"))
+        let op = "norm_jvp";
+        let aff = check_group_norm(op, s)?;
+        for (what, len) in [("ydot", self.l.len(ydot)), ("x", self.l.len(x)), ("xdot", self.l.len(xdot))] {
+            check_len(op, what, len, s.len())?;
+        }
+        check_len(op, "stats", self.l.len(stats), 2 * s.stats_len())?;
+        check_seg_len(op, "gamma", gamma, self.l.len(params), aff)?;
+        check_seg_len(op, "t_gamma", t_gamma, self.l.len(tangent), aff)?;
+        check_seg_len(op, "t_beta", t_beta, self.l.len(tangent), aff)?;
+        kernels::norm_jvp(&self.l, ydot, x, xdot, stats, params, gamma, tangent, t_gamma, t_beta, s)
     }
     fn norm_dual_bwd(
         &self,
-        _dx: &mut L::Buf,
-        _dxdot: &mut L::Buf,
-        _dy: &L::Buf,
-        _dydot: &L::Buf,
-        _x: &L::Buf,
-        _xdot: &L::Buf,
-        _stats: &L::Buf,
-        _params: &L::Buf,
-        _gamma: Seg,
-        _tangent: &L::Buf,
-        _t_gamma: Seg,
-        _s: &NormShape,
+        dx: &mut L::Buf,
+        dxdot: &mut L::Buf,
+        dy: &L::Buf,
+        dydot: &L::Buf,
+        x: &L::Buf,
+        xdot: &L::Buf,
+        stats: &L::Buf,
+        params: &L::Buf,
+        gamma: Seg,
+        tangent: &L::Buf,
+        t_gamma: Seg,
+        s: &NormShape,
     ) -> Result<()> {
-        Err(todo_kernel("norm_dual_bwd"))
+        let op = "norm_dual_bwd";
+        let aff = check_group_norm(op, s)?;
+        for (what, len) in [
+            ("dx", self.l.len(dx)),
+            ("dxdot", self.l.len(dxdot)),
+            ("dy", self.l.len(dy)),
+            ("dydot", self.l.len(dydot)),
+            ("x", self.l.len(x)),
+            ("xdot", self.l.len(xdot)),
+        ] {
+            check_len(op, what, len, s.len())?;
+        }
+        check_len(op, "stats", self.l.len(stats), 2 * s.stats_len())?;
+        check_seg_len(op, "gamma", gamma, self.l.len(params), aff)?;
+        check_seg_len(op, "t_gamma", t_gamma, self.l.len(tangent), aff)?;
+        kernels::norm_dual_bwd(
+            &self.l, dx, dxdot, dy, dydot, x, xdot, stats, params, gamma, tangent, t_gamma, s,
+        )
     }
     fn bn_fwd_train(
         &self,
-        _y: &mut L::Buf,
-        _stats: &mut L::Buf,
-        _running: &mut L::Buf,
-        _x: &L::Buf,
-        _params: &L::Buf,
-        _gamma: Seg,
-        _beta: Seg,
-        _s: &NormShape,
-        _momentum: f32,
+        y: &mut L::Buf,
+        stats: &mut L::Buf,
+        running: &mut L::Buf,
+        x: &L::Buf,
+        params: &L::Buf,
+        gamma: Seg,
+        beta: Seg,
+        s: &NormShape,
+        momentum: f32,
     ) -> Result<()> {
-        Err(todo_kernel("bn_fwd_train"))
+        let op = "bn_fwd_train";
+        let c = check_batch_norm(op, s)?;
+        check_len(op, "x", self.l.len(x), s.len())?;
+        check_len(op, "y", self.l.len(y), s.len())?;
+        check_len(op, "stats", self.l.len(stats), 2 * c)?;
+        check_len(op, "running", self.l.len(running), 2 * c)?;
+        check_seg_len(op, "gamma", gamma, self.l.len(params), c)?;
+        check_seg_len(op, "beta", beta, self.l.len(params), c)?;
+        if (s.n as u64) * (s.hw as u64) < 2 {
+            return Err(Error::Shape(format!(
+                "{op}: train mode needs more than one value per channel (N*H*W >= 2)"
+            )));
+        }
+        if !(0.0..=1.0).contains(&momentum) {
+            return Err(Error::Shape(format!("{op}: momentum {momentum} outside [0, 1]")));
+        }
+        kernels::bn_fwd_train(&self.l, y, stats, running, x, params, gamma, beta, s, momentum)
     }
     fn bn_bwd_train(
         &self,
-        _dx: &mut L::Buf,
-        _dparams: Option<(&mut L::Buf, Seg, Seg)>,
-        _dy: &L::Buf,
-        _x: &L::Buf,
-        _stats: &L::Buf,
-        _params: &L::Buf,
-        _gamma: Seg,
-        _s: &NormShape,
+        dx: &mut L::Buf,
+        dparams: Option<(&mut L::Buf, Seg, Seg)>,
+        dy: &L::Buf,
+        x: &L::Buf,
+        stats: &L::Buf,
+        params: &L::Buf,
+        gamma: Seg,
+        s: &NormShape,
     ) -> Result<()> {
-        Err(todo_kernel("bn_bwd_train"))
+        let op = "bn_bwd_train";
+        let c = check_batch_norm(op, s)?;
+        for (what, len) in [("dx", self.l.len(dx)), ("dy", self.l.len(dy)), ("x", self.l.len(x))] {
+            check_len(op, what, len, s.len())?;
+        }
+        check_len(op, "stats", self.l.len(stats), 2 * c)?;
+        check_seg_len(op, "gamma", gamma, self.l.len(params), c)?;
+        if let Some((g, dg, db)) = &dparams {
+            check_dparams(op, self.l.len(g), *dg, *db, c)?;
+        }
+        kernels::bn_bwd_train(&self.l, dx, dparams, dy, x, stats, params, gamma, s)
     }
     fn bn_fwd_eval(
         &self,
-        _y: &mut L::Buf,
-        _x: &L::Buf,
-        _running: &L::Buf,
-        _params: &L::Buf,
-        _gamma: Seg,
-        _beta: Seg,
-        _s: &NormShape,
+        y: &mut L::Buf,
+        x: &L::Buf,
+        running: &L::Buf,
+        params: &L::Buf,
+        gamma: Seg,
+        beta: Seg,
+        s: &NormShape,
     ) -> Result<()> {
-        Err(todo_kernel("bn_fwd_eval"))
+        let op = "bn_fwd_eval";
+        let c = check_batch_norm(op, s)?;
+        check_len(op, "x", self.l.len(x), s.len())?;
+        check_len(op, "y", self.l.len(y), s.len())?;
+        check_len(op, "running", self.l.len(running), 2 * c)?;
+        check_seg_len(op, "gamma", gamma, self.l.len(params), c)?;
+        check_seg_len(op, "beta", beta, self.l.len(params), c)?;
+        kernels::bn_fwd_eval(&self.l, y, x, running, params, gamma, beta, s)
     }
     fn bn_bwd_eval(
         &self,
-        _dx: &mut L::Buf,
-        _dparams: Option<(&mut L::Buf, Seg, Seg)>,
-        _dy: &L::Buf,
-        _x: &L::Buf,
-        _running: &L::Buf,
-        _params: &L::Buf,
-        _gamma: Seg,
-        _s: &NormShape,
+        dx: &mut L::Buf,
+        dparams: Option<(&mut L::Buf, Seg, Seg)>,
+        dy: &L::Buf,
+        x: &L::Buf,
+        running: &L::Buf,
+        params: &L::Buf,
+        gamma: Seg,
+        s: &NormShape,
     ) -> Result<()> {
-        Err(todo_kernel("bn_bwd_eval"))
+        let op = "bn_bwd_eval";
+        let c = check_batch_norm(op, s)?;
+        for (what, len) in [("dx", self.l.len(dx)), ("dy", self.l.len(dy)), ("x", self.l.len(x))] {
+            check_len(op, what, len, s.len())?;
+        }
+        check_len(op, "running", self.l.len(running), 2 * c)?;
+        check_seg_len(op, "gamma", gamma, self.l.len(params), c)?;
+        if let Some((g, dg, db)) = &dparams {
+            check_dparams(op, self.l.len(g), *dg, *db, c)?;
+        }
+        kernels::bn_bwd_eval(&self.l, dx, dy, running, params, gamma, s)?;
+        if let Some((g, dg, db)) = dparams {
+            kernels::bn_bwd_eval_params(&self.l, g, dg, db, dy, x, running, s)?;
+        }
+        Ok(())
     }
     fn bn_eval_jvp(
         &self,
-        _ydot: &mut L::Buf,
-        _x: &L::Buf,
-        _xdot: &L::Buf,
-        _running: &L::Buf,
-        _params: &L::Buf,
-        _gamma: Seg,
-        _tangent: &L::Buf,
-        _t_gamma: Seg,
-        _t_beta: Seg,
-        _s: &NormShape,
+        ydot: &mut L::Buf,
+        x: &L::Buf,
+        xdot: &L::Buf,
+        running: &L::Buf,
+        params: &L::Buf,
+        gamma: Seg,
+        tangent: &L::Buf,
+        t_gamma: Seg,
+        t_beta: Seg,
+        s: &NormShape,
     ) -> Result<()> {
-        Err(todo_kernel("bn_eval_jvp"))
+        let op = "bn_eval_jvp";
+        let c = check_batch_norm(op, s)?;
+        for (what, len) in [("ydot", self.l.len(ydot)), ("x", self.l.len(x)), ("xdot", self.l.len(xdot))] {
+            check_len(op, what, len, s.len())?;
+        }
+        check_len(op, "running", self.l.len(running), 2 * c)?;
+        check_seg_len(op, "gamma", gamma, self.l.len(params), c)?;
+        check_seg_len(op, "t_gamma", t_gamma, self.l.len(tangent), c)?;
+        check_seg_len(op, "t_beta", t_beta, self.l.len(tangent), c)?;
+        kernels::bn_eval_jvp(&self.l, ydot, x, xdot, running, params, gamma, tangent, t_gamma, t_beta, s)
     }
     fn bn_eval_dual_bwd(
         &self,
-        _dx: &mut L::Buf,
-        _dxdot: &mut L::Buf,
-        _dy: &L::Buf,
-        _dydot: &L::Buf,
-        _running: &L::Buf,
-        _params: &L::Buf,
-        _gamma: Seg,
-        _tangent: &L::Buf,
-        _t_gamma: Seg,
-        _s: &NormShape,
+        dx: &mut L::Buf,
+        dxdot: &mut L::Buf,
+        dy: &L::Buf,
+        dydot: &L::Buf,
+        running: &L::Buf,
+        params: &L::Buf,
+        gamma: Seg,
+        tangent: &L::Buf,
+        t_gamma: Seg,
+        s: &NormShape,
     ) -> Result<()> {
-        Err(todo_kernel("bn_eval_dual_bwd"))
+        let op = "bn_eval_dual_bwd";
+        let c = check_batch_norm(op, s)?;
+        for (what, len) in [
+            ("dx", self.l.len(dx)),
+            ("dxdot", self.l.len(dxdot)),
+            ("dy", self.l.len(dy)),
+            ("dydot", self.l.len(dydot)),
+        ] {
+            check_len(op, what, len, s.len())?;
+        }
+        check_len(op, "running", self.l.len(running), 2 * c)?;
+        check_seg_len(op, "gamma", gamma, self.l.len(params), c)?;
+        check_seg_len(op, "t_gamma", t_gamma, self.l.len(tangent), c)?;
+        kernels::bn_eval_dual_bwd(&self.l, dx, dxdot, dy, dydot, running, params, gamma, tangent, t_gamma, s)
     }
 
-    // ---- loss (kernels not yet written) ----------------------------------------
+    // ---- loss (kernels/loss.cu) ----------------------------------------------------
     fn ce_fwd_bwd(
         &self,
-        _dlogits: &mut L::Buf,
-        _logits: &L::Buf,
-        _labels: &L::Labels,
-        _s: &LinearShape,
+        dlogits: &mut L::Buf,
+        logits: &L::Buf,
+        labels: &L::Labels,
+        s: &LinearShape,
     ) -> Result<CeOut> {
-        Err(todo_kernel("ce_fwd_bwd"))
+        let op = "ce_fwd_bwd";
+        let n = check_ce(op, s, self.l.len_u32(labels), &[self.l.len(dlogits), self.l.len(logits)])?;
+        let mut per = self.l.alloc(2 * n)?;
+        kernels::ce_fwd_bwd(&self.l, dlogits, &mut per, logits, labels, s)?;
+        let per = self.l.download(&per)?;
+        let (loss, correct) = (&per[..n], &per[n..]);
+        check_labels(op, correct)?;
+        let total: f64 = loss.iter().map(|&v| v as f64).sum();
+        if !total.is_finite() {
+            return Err(Error::NonFinite(format!("{op}: loss {total} (non-finite logits)")));
+        }
+        Ok(CeOut {
+            loss: total / n as f64,
+            correct: correct.iter().filter(|&&c| c == 1.0).count(),
+        })
     }
     fn ce_dual(
         &self,
-        _dlogits: &mut L::Buf,
-        _dldot: &mut L::Buf,
-        _logits: &L::Buf,
-        _ldot: &L::Buf,
-        _labels: &L::Labels,
-        _s: &LinearShape,
+        dlogits: &mut L::Buf,
+        dldot: &mut L::Buf,
+        logits: &L::Buf,
+        ldot: &L::Buf,
+        labels: &L::Labels,
+        s: &LinearShape,
     ) -> Result<f64> {
-        Err(todo_kernel("ce_dual"))
+        let op = "ce_dual";
+        let lens = [self.l.len(dlogits), self.l.len(dldot), self.l.len(logits), self.l.len(ldot)];
+        let n = check_ce(op, s, self.l.len_u32(labels), &lens)?;
+        let mut per = self.l.alloc(2 * n)?;
+        kernels::ce_dual(&self.l, dlogits, dldot, &mut per, logits, ldot, labels, s)?;
+        let per = self.l.download(&per)?;
+        check_labels(op, &per[n..])?;
+        let h = per[..n].iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        if !h.is_finite() {
+            return Err(Error::NonFinite(format!("{op}: h = {h} (non-finite logits or tangent)")));
+        }
+        Ok(h)
     }
 
     // ---- matching, optimiser ---------------------------------------------------
     fn match_distance(
         &self,
-        _dsyn: &mut L::Buf,
-        _g_syn: &L::Buf,
-        _g_real: &L::Buf,
-        _tensors: &[MatchTensor],
-        _metric: Metric,
+        dsyn: &mut L::Buf,
+        g_syn: &L::Buf,
+        g_real: &L::Buf,
+        tensors: &[MatchTensor],
+        metric: Metric,
     ) -> Result<f64> {
-        Err(todo_kernel("match_distance"))
+        let op = "match_distance";
+        let len = self.l.len(g_syn);
+        check_len(op, "g_real", self.l.len(g_real), len)?;
+        check_len(op, "dsyn", self.l.len(dsyn), len)?;
+        check_u32(op, len)?;
+        // Rows that count, as (off, len) pairs, in the CPU twin's order.
+        let mut rows: Vec<u32> = Vec::new();
+        for (i, t) in tensors.iter().enumerate() {
+            check_seg(op, &format!("tensor {i}"), t.seg, len)?;
+            if t.rows as u64 * t.cols as u64 != t.seg.len as u64 {
+                return Err(Error::Shape(format!(
+                    "{op}: tensor {i} is {} x {} but its segment has {} elements",
+                    t.rows, t.cols, t.seg.len
+                )));
+            }
+            if t.cols == 0 || (metric == Metric::Ours && t.is_vector != 0) {
+                continue;
+            }
+            for r in 0..t.rows {
+                rows.extend_from_slice(&[t.seg.off + r * t.cols, t.cols]);
+            }
+        }
+        if len > 0 {
+            kernels::fill(&self.l, dsyn, 0.0, len as u32)?;
+        }
+        let nrows = rows.len() / 2;
+        let sums = if nrows > 0 {
+            let rows_buf = self.l.upload_u32(&rows)?;
+            let mut sums = self.l.alloc(4 * nrows)?;
+            kernels::match_sums(&self.l, &mut sums, g_syn, g_real, &rows_buf, check_u32(op, nrows)?)?;
+            Some((rows_buf, self.l.download(&sums)?))
+        } else {
+            None
+        };
+        let sum4 = |i: usize, s: &[f32]| -> [f64; 4] { std::array::from_fn(|k| s[4 * i + k] as f64) };
+        let mut coef = vec![0.0f32; 2 * nrows];
+        let dist = match (&sums, metric) {
+            (_, Metric::Cos) => {
+                let mut tot = [0.0f64; 3];
+                if let Some((_, s)) = &sums {
+                    for i in 0..nrows {
+                        let v = sum4(i, s);
+                        for k in 0..3 {
+                            tot[k] += v[k];
+                        }
+                    }
+                }
+                let (d, a, b) = cos_terms(tot[0], tot[1], tot[2]);
+                for c in coef.chunks_mut(2) {
+                    c.copy_from_slice(&[a as f32, b as f32]);
+                }
+                d
+            }
+            (None, _) => 0.0,
+            (Some((_, s)), Metric::Mse) => (0..nrows).map(|i| sum4(i, s)[3]).sum(),
+            (Some((_, s)), Metric::Ours) => {
+                let mut d = 0.0;
+                for i in 0..nrows {
+                    let v = sum4(i, s);
+                    let (di, a, b) = cos_terms(v[0], v[1], v[2]);
+                    d += di;
+                    coef[2 * i] = a as f32;
+                    coef[2 * i + 1] = b as f32;
+                }
+                d
+            }
+        };
+        if !dist.is_finite() {
+            return Err(Error::NonFinite(format!("{op} ({metric:?}): distance {dist}")));
+        }
+        if let Some((rows_buf, _)) = &sums {
+            let coef = self.l.upload(&coef)?;
+            kernels::match_grad(&self.l, dsyn, g_syn, g_real, rows_buf, &coef, nrows as u32, metric)?;
+        }
+        Ok(dist)
     }
     fn sgd_step(&self, p: &mut L::Buf, g: &L::Buf, m: &mut L::Buf, hp: SgdParams) -> Result<()> {
         let n = self.l.len(p);
@@ -599,13 +815,141 @@ impl<L: Launcher> Backend for Gpu<L> {
         kernels::sgd_step(&self.l, p, m, g, check_u32("sgd_step", n)?, hp)
     }
 
-    // ---- augmentation (kernels not yet written) --------------------------------
-    fn aug_fwd(&self, _y: &mut L::Buf, _x: &L::Buf, _op: &AugOp, _s: &ImgShape) -> Result<()> {
-        Err(todo_kernel("aug_fwd"))
+    // ---- augmentation (kernels/augment.cu) -------------------------------------------
+    fn aug_fwd(&self, y: &mut L::Buf, x: &L::Buf, op: &AugOp, s: &ImgShape) -> Result<()> {
+        if !self.check_aug("aug_fwd", self.l.len(y), self.l.len(x), op, s)? {
+            return Ok(());
+        }
+        let l = &self.l;
+        match op {
+            AugOp::Affine(p) => kernels::aug_affine(l, y, x, &l.upload(bytemuck::cast_slice(p))?, s, false),
+            AugOp::Flip(p) => kernels::aug_flip(l, y, x, &l.upload_u32(bytemuck::cast_slice(p))?, s),
+            AugOp::Brightness(p) => kernels::aug_brightness_fwd(l, y, x, &l.upload(p)?, s),
+            AugOp::Saturation(p) => kernels::aug_saturation(l, y, x, &l.upload(p)?, s),
+            AugOp::Contrast(p) => kernels::aug_contrast(l, y, x, &l.upload(p)?, s),
+            AugOp::Crop(p) => kernels::aug_crop(l, y, x, &l.upload_u32(bytemuck::cast_slice(p))?, s, false),
+            AugOp::Cutout { centres, half } => {
+                kernels::aug_cutout(l, y, x, &l.upload_u32(bytemuck::cast_slice(centres))?, *half, s)
+            }
+        }
     }
-    fn aug_bwd(&self, _dx: &mut L::Buf, _dy: &L::Buf, _op: &AugOp, _s: &ImgShape) -> Result<()> {
-        Err(todo_kernel("aug_bwd"))
+    fn aug_bwd(&self, dx: &mut L::Buf, dy: &L::Buf, op: &AugOp, s: &ImgShape) -> Result<()> {
+        if !self.check_aug("aug_bwd", self.l.len(dx), self.l.len(dy), op, s)? {
+            return Ok(());
+        }
+        let l = &self.l;
+        match op {
+            AugOp::Affine(p) => kernels::aug_affine(l, dx, dy, &l.upload(bytemuck::cast_slice(p))?, s, true),
+            // Self-adjoint maps run their forward kernel on dy.
+            AugOp::Flip(p) => kernels::aug_flip(l, dx, dy, &l.upload_u32(bytemuck::cast_slice(p))?, s),
+            AugOp::Brightness(_) => kernels::copy_range(l, dx, 0, dy, 0, s.len() as u32),
+            AugOp::Saturation(p) => kernels::aug_saturation(l, dx, dy, &l.upload(p)?, s),
+            AugOp::Contrast(p) => kernels::aug_contrast(l, dx, dy, &l.upload(p)?, s),
+            AugOp::Crop(p) => kernels::aug_crop(l, dx, dy, &l.upload_u32(bytemuck::cast_slice(p))?, s, true),
+            AugOp::Cutout { centres, half } => {
+                kernels::aug_cutout(l, dx, dy, &l.upload_u32(bytemuck::cast_slice(centres))?, *half, s)
+            }
+        }
     }
+}
+
+impl<L: Launcher> Gpu<L> {
+    /// Validates an augmentation launch; `Ok(false)` for an empty batch (nothing to do).
+    fn check_aug(&self, op: &str, out_len: usize, in_len: usize, aug: &AugOp, s: &ImgShape) -> Result<bool> {
+        check_len(op, "output", out_len, s.len())?;
+        check_len(op, "input", in_len, s.len())?;
+        if aug.batch() != s.n as usize {
+            return Err(Error::Shape(format!(
+                "{op}: {} per-image parameters for a batch of {}",
+                aug.batch(),
+                s.n
+            )));
+        }
+        check_u32(op, s.len())?;
+        Ok(!s.is_empty())
+    }
+}
+
+/// Group-norm shape checks; returns the length of an affine parameter (C or C*HW).
+fn check_group_norm(op: &str, s: &NormShape) -> Result<usize> {
+    if s.n == 0 || s.c == 0 || s.hw == 0 || s.groups == 0 || s.c % s.groups != 0 {
+        return Err(Error::Shape(format!(
+            "{op}: bad shape (n={}, c={}, hw={}, groups={}; groups must divide c)",
+            s.n, s.c, s.hw, s.groups
+        )));
+    }
+    check_eps(op, s)?;
+    check_u32(op, s.len())?;
+    match s.affine {
+        0 => Ok(s.c as usize),
+        1 => Ok(s.c as usize * s.hw as usize),
+        a => Err(Error::Shape(format!("{op}: affine layout {a} is neither 0 nor 1"))),
+    }
+}
+
+/// Batch-norm shape checks; returns C.
+fn check_batch_norm(op: &str, s: &NormShape) -> Result<usize> {
+    if s.n == 0 || s.c == 0 || s.hw == 0 {
+        return Err(Error::Shape(format!(
+            "{op}: zero dimension (n={}, c={}, hw={})",
+            s.n, s.c, s.hw
+        )));
+    }
+    check_eps(op, s)?;
+    check_u32(op, s.len())?;
+    Ok(s.c as usize)
+}
+
+fn check_eps(op: &str, s: &NormShape) -> Result<()> {
+    if !(s.eps >= 0.0 && s.eps.is_finite()) {
+        return Err(Error::Shape(format!("{op}: eps {} is not a finite value >= 0", s.eps)));
+    }
+    Ok(())
+}
+
+/// dgamma, dbeta: disjoint segments of `want` elements inside a buffer of `len`.
+fn check_dparams(op: &str, len: usize, dg: Seg, db: Seg, want: usize) -> Result<()> {
+    check_seg_len(op, "dgamma", dg, len, want)?;
+    check_seg_len(op, "dbeta", db, len, want)?;
+    if dg.range().start < db.range().end && db.range().start < dg.range().end {
+        return Err(Error::Shape(format!("{op}: dgamma and dbeta segments overlap")));
+    }
+    Ok(())
+}
+
+/// Softmax-CE shape checks; returns N.
+fn check_ce(op: &str, s: &LinearShape, labels: usize, lens: &[usize]) -> Result<usize> {
+    let (n, k) = (s.n as usize, s.k as usize);
+    if n == 0 || k == 0 {
+        return Err(Error::Shape(format!("{op}: zero dimension (n={n}, k={k})")));
+    }
+    for &len in lens {
+        check_len(op, "a [N, K] buffer", len, n * k)?;
+    }
+    check_len(op, "labels", labels, n)?;
+    check_u32(op, n * k)?;
+    Ok(n)
+}
+
+/// The kernels flag a label >= K with -1 in the per-sample label slot.
+fn check_labels(op: &str, flags: &[f32]) -> Result<()> {
+    if let Some(i) = flags.iter().position(|&f| f < 0.0) {
+        return Err(Error::Shape(format!("{op}: the label of sample {i} is not below the classes")));
+    }
+    Ok(())
+}
+
+/// Epsilon added to the product of the norms (SPEC §3.2; as cpu::matching).
+const COS_EPS: f64 = 1e-6;
+
+/// `1 - <r,s>/(|r||s| + eps)` from `(<r,s>, |r|^2, |s|^2)`, with the coefficients
+/// `(a, b)` of its gradient w.r.t. s, `a r + b s` (the CPU twin's `cos_terms`).
+fn cos_terms(dot: f64, rr: f64, ss: f64) -> (f64, f64, f64) {
+    let (nr, ns) = (rr.sqrt(), ss.sqrt());
+    let den = nr * ns + COS_EPS;
+    let d = 1.0 - dot / den;
+    let b = if ns > 0.0 { dot * nr / (den * den * ns) } else { 0.0 };
+    (d, -1.0 / den, b)
 }
 
 fn pool_lens(s: &PoolShape) -> (usize, usize) {
