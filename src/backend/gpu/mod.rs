@@ -108,11 +108,6 @@ fn check_u32(op: &str, n: usize) -> Result<u32> {
     u32::try_from(n).map_err(|_| Error::Shape(format!("{op}: {n} elements exceed 2^32-1")))
 }
 
-#[allow(dead_code)] // kept for kernels still to come
-fn todo_kernel(op: &str) -> Error {
-    Error::Unsupported(format!("{op}: kernel not yet written"))
-}
-
 impl<L: Launcher> Backend for Gpu<L> {
     type E = f32;
     type Buf = L::Buf;
