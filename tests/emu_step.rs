@@ -1,0 +1,116 @@
+//! Whole steps through the kernels: one class's DSA matching step (distance and its
+//! exact gradient w.r.t. the synthetic images, second-order pass and augmentation
+//! included) and one inner-loop network update, `emu` (the CUDA kernels run on the
+//! host) against `cpu`, and on `cuda` when a GPU is present.
+//!
+//! Error model: each kernel matches the CPU to ~1e-7 relative (tests/emu_parity*);
+//! a step chains ~40 of them with different reduction orders, so the step outputs
+//! are compared at 1e-4 relative (|d| <= 1e-4 * ||ref||_inf per element).
+
+use dsa_condense::augment::{sample_siamese, AugMode, DsaParams, Strategy};
+use dsa_condense::backend::cpu::Cpu;
+use dsa_condense::backend::emu::Emu;
+use dsa_condense::backend::{Act, Backend, ImgShape, Metric, SgdParams};
+use dsa_condense::engine::{Network, WorkspaceOpts};
+use dsa_condense::model::{ConvNetConfig, Norm, Pool};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn cfg(norm: Norm, act: Act, pool: Pool) -> ConvNetConfig {
+    let mut c = ConvNetConfig::default_for(1, 10, 10, 3);
+    c.width = 8;
+    c.depth = 2;
+    c.norm = norm;
+    c.act = act;
+    c.pool = pool;
+    c
+}
+
+fn random(n: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+fn close(what: &str, got: &[f32], want: &[f32], rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(g.is_finite(), "{what}: element {i} is {g}");
+        assert!(
+            (g - w).abs() <= rtol * scale,
+            "{what}: element {i}: got {g}, want {w} (scale {scale}, rtol {rtol})"
+        );
+    }
+}
+
+/// One matching step and one train step on `be`, from the same seed as the reference.
+fn step<B: Backend<E = f32>>(be: &B, c: ConvNetConfig, seed: u64) -> (f64, Vec<f32>, Vec<f32>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut net = Network::new(be, c, &mut rng).unwrap();
+    let img = c.image_h * c.image_w;
+    let (n_real, ipc) = (5, 2);
+    let real = be.upload(&random(n_real * img, &mut rng)).unwrap();
+    let syn = be.upload(&random(ipc * img, &mut rng)).unwrap();
+    let strategy: Strategy = "color_crop_cutout_flip_scale_rotate".parse().unwrap();
+    let mut mw = net.match_workspace(n_real, ipc).unwrap();
+    // Two groups in sequence (mode M) so several augmentation kernels take part.
+    let draw = sample_siamese(&strategy, &DsaParams::default(), AugMode::M, 10, &mut rng).unwrap();
+    let shape = ImgShape { n: n_real as u32, c: 1, h: 10, w: 10 };
+    let mut real_aug = be.upload(&be.download(&real).unwrap()).unwrap();
+    let mut tmp = be.alloc(n_real * img).unwrap();
+    for op in draw.ops(n_real) {
+        be.aug_fwd(&mut tmp, &real_aug, &op, &shape).unwrap();
+        std::mem::swap(&mut real_aug, &mut tmp);
+    }
+    if c.has_batchnorm() {
+        let mut ws = net.workspace(n_real, WorkspaceOpts::default()).unwrap();
+        net.refresh_bn(&mut ws, &real).unwrap();
+    }
+    let d = net
+        .matching_grad(&mut mw, &real_aug, &syn, 1, &draw.ops(ipc), Metric::Ours)
+        .unwrap();
+    let dsyn = be.download(&mw.dsyn).unwrap();
+    // One inner-loop update (train mode, SGD) on the synthetic images.
+    let mut ws = net.workspace(ipc, WorkspaceOpts::default()).unwrap();
+    let labels = be.upload_labels(&[0, 2]).unwrap();
+    let hp = SgdParams { lr: 0.01, momentum: 0.9, weight_decay: 5e-4 };
+    net.train_step(&mut ws, &syn, &labels, hp).unwrap();
+    let params = be.download(net.params()).unwrap();
+    (d, dsyn, params)
+}
+
+fn compare<B: Backend<E = f32>>(be: &B) {
+    let cpu = Cpu::<f32>::new(1).unwrap();
+    let cases = [
+        cfg(Norm::Instance, Act::Relu, Pool::Avg),
+        cfg(Norm::Group, Act::Swish, Pool::Max),
+        cfg(Norm::Layer, Act::Sigmoid, Pool::None),
+        cfg(Norm::Batch, Act::LeakyRelu, Pool::Avg),
+        cfg(Norm::None, Act::Relu, Pool::Max),
+    ];
+    for (k, c) in cases.into_iter().enumerate() {
+        let seed = 100 + k as u64;
+        let (d_ref, dsyn_ref, p_ref) = step(&cpu, c, seed);
+        let (d, dsyn, p) = step(be, c, seed);
+        let what = format!("{:?}/{:?}/{:?} on {}", c.norm, c.act, c.pool, be.name());
+        assert!(
+            (d - d_ref).abs() <= 1e-4 * d_ref.abs().max(1e-6),
+            "{what}: distance {d} vs cpu {d_ref}"
+        );
+        assert!(dsyn_ref.iter().any(|v| *v != 0.0), "{what}: reference gradient is zero");
+        close(&format!("{what}: dD/dS"), &dsyn, &dsyn_ref, 1e-4);
+        close(&format!("{what}: params after train step"), &p, &p_ref, 1e-4);
+    }
+}
+
+#[test]
+fn matching_step_and_train_step_emu_matches_cpu() {
+    compare(&Emu::new());
+}
+
+#[test]
+fn matching_step_and_train_step_cuda_matches_cpu() {
+    match dsa_condense::backend::cuda::Cuda::new(0) {
+        Ok(be) => compare(&be),
+        Err(e) => println!("skipped: no usable GPU ({e})"),
+    }
+}
