@@ -9,14 +9,16 @@
 //! `floor = 1e-2 * max_j |fd_j|` over the whole gradient (entries far below the
 //! gradient's scale, e.g. a conv bias in front of a norm layer, whose exact gradient
 //! is 0, are judged against that scale) and `atol` the rounding error of the finite
-//! difference itself: f is computed with a relative error of at most
-//! `F_REL = 1e-14` (~45 ulp through a few hundred ops in f64), so a central
-//! difference with step h carries `F_REL |f| / h` (x1.5 for the fourth-order
-//! stencil). Truncation is kept negligible: second-order stencil with h = 1e-5
-//! (error ~h^2 f''' ~ 1e-10) for metric `ours` and the first-order checks; the
+//! difference itself: f is computed with an error of at most
+//! `F_REL * max(|f|, 1)` with `F_REL = 1e-14` (~45 ulp through a few hundred ops
+//! in f64; the `1` because the distances are sums of `1 - cos` terms computed
+//! against 1), so a central difference with step h carries `F_REL max(|f|,1) / h`
+//! (x1.5 for the fourth-order stencil). Truncation is kept negligible: second-order
+//! stencil with h = 1e-5 (error ~h^2 f''' ~ 1e-10) for metric `ours`, the
+//! first-order checks and networks with kinks (ReLU, LeakyReLU, max pooling); the
 //! fourth-order stencil `(8(f(x+h) - f(x-h)) - (f(x+2h) - f(x-2h))) / 12h` with
-//! h = 1e-4 (error ~h^4 f^(5)) for mse/cos, whose gradients are small against
-//! `D ~ 1`. Inputs are random so no ReLU / max-pool kink lies within a step.
+//! h = 1e-4 (error ~h^4 f^(5)) for mse/cos on smooth networks, whose gradients are
+//! small against `D ~ 1`. Inputs are random so no kink lies within a step.
 
 use dsa_condense::backend::cpu::Cpu;
 use dsa_condense::backend::{Act, AffineParam, AugOp, Backend, ImgShape, Metric};
@@ -96,7 +98,7 @@ fn central_fd(x0: &[f64], f: impl FnMut(&[f64]) -> f64) -> Fd {
 /// Central differences: second order with step [`STEP`], or fourth order with step
 /// [`STEP4`].
 fn fd_stencil(x0: &[f64], mut f: impl FnMut(&[f64]) -> f64, fourth: bool) -> Fd {
-    let f0 = f(x0).abs();
+    let f0 = f(x0).abs().max(1.0);
     let atol = if fourth {
         1.5 * F_REL * f0 / STEP4
     } else {
@@ -299,7 +301,8 @@ fn second_order_check(c: &MatchCase) -> Result<f64, String> {
     net.matching_grad(&mut mw, &real, &s, class, &aug_syn, c.metric)
         .unwrap();
     let analytic = be.download(&mw.dsyn).unwrap();
-    let fourth = c.metric != Metric::Ours;
+    let smooth = matches!(c.cfg.act, Act::Sigmoid | Act::Swish) && c.cfg.pool != Pool::Max;
+    let fourth = c.metric != Metric::Ours && smooth;
     let fd = fd_stencil(
         &s0,
         |q| {
@@ -360,8 +363,9 @@ fn second_order_every_norm_act_pool_metric_ours() {
 fn second_order_all_metrics_with_and_without_augmentation() {
     let cfgs = [
         small_cfg(2, Norm::Instance, Act::Relu, Pool::Avg),
-        small_cfg(1, Norm::Batch, Act::Swish, Pool::Max),
+        small_cfg(1, Norm::Batch, Act::Swish, Pool::Avg),
         small_cfg(3, Norm::Layer, Act::Sigmoid, Pool::None),
+        small_cfg(1, Norm::None, Act::Swish, Pool::Max),
     ];
     let mut seed = 5000;
     for cfg in cfgs {
@@ -492,60 +496,4 @@ fn outer_grad_equals_per_class_grads_and_rejects_bad_input() {
         Metric::Ours,
     );
     assert!(matches!(r, Err(dsa_condense::Error::NonFinite(_))), "{r:?}");
-}
-
-#[test]
-fn scratch_probe() {
-    let mut out = vec![];
-    for (norm, act, pool, ic) in [
-        (Norm::Batch, Act::Swish, Pool::Max, 1),
-        (Norm::Batch, Act::Swish, Pool::Avg, 1),
-        (Norm::Batch, Act::Relu, Pool::Avg, 2),
-        (Norm::Instance, Act::Swish, Pool::Max, 1),
-        (Norm::None, Act::Swish, Pool::Max, 1),
-        (Norm::Batch, Act::Sigmoid, Pool::None, 2),
-    ] {
-        for metric in [Metric::Cos, Metric::Mse] {
-            for seed in [5011u64, 5012, 5013] {
-                let r = second_order_check(&MatchCase {
-                    cfg: small_cfg(ic, norm, act, pool),
-                    metric,
-                    aug: false,
-                    seed,
-                });
-                out.push(format!(
-                    "{norm:?} {act:?} {pool:?} {metric:?} {seed}: {}",
-                    match r {
-                        Ok(e) => format!("ok {e:.2e}"),
-                        Err(e) => e[..e.find("max rel err").unwrap() + 25].to_string(),
-                    }
-                ));
-            }
-        }
-    }
-    panic!("{}", out.join("\n"));
-}
-
-#[test]
-fn scratch_probe2() {
-    let mut out = vec![];
-    for (norm, act, pool, mode) in [
-        (Norm::Batch, Act::Sigmoid, Pool::None, Mode::Eval),
-        (Norm::Batch, Act::Relu, Pool::Avg, Mode::Eval),
-        (Norm::Group, Act::Relu, Pool::Avg, Mode::Train),
-        (Norm::Group, Act::Sigmoid, Pool::None, Mode::Train),
-        (Norm::Layer, Act::Sigmoid, Pool::None, Mode::Train),
-    ] {
-        let r =
-            std::panic::catch_unwind(|| first_order_check(small_cfg(2, norm, act, pool), mode, 3));
-        out.push(format!(
-            "{norm:?} {act:?} {pool:?} {mode:?}: {}",
-            if r.is_ok() {
-                "ok".to_string()
-            } else {
-                "FAIL".into()
-            }
-        ));
-    }
-    panic!("{}", out.join("\n"));
 }
