@@ -13,12 +13,15 @@
 //! `F_REL * max(|f|, 1)` with `F_REL = 1e-14` (~45 ulp through a few hundred ops
 //! in f64; the `1` because the distances are sums of `1 - cos` terms computed
 //! against 1), so a central difference with step h carries `F_REL max(|f|,1) / h`
-//! (x1.5 for the fourth-order stencil). Truncation is kept negligible: second-order
-//! stencil with h = 1e-5 (error ~h^2 f''' ~ 1e-10) for metric `ours`, the
-//! first-order checks and networks with kinks (ReLU, LeakyReLU, max pooling); the
-//! fourth-order stencil `(8(f(x+h) - f(x-h)) - (f(x+2h) - f(x-2h))) / 12h` with
-//! h = 1e-4 (error ~h^4 f^(5)) for mse/cos on smooth networks, whose gradients are
-//! small against `D ~ 1`. Inputs are random so no kink lies within a step.
+//! (x1.5 for the fourth-order stencil). Steps: networks with kinks (ReLU,
+//! LeakyReLU, max pooling) use the second-order stencil with h = 1e-6, small enough
+//! that no pre-activation / pooling window of the random inputs lies within a
+//! step of its kink (with h = 1e-5 a crossing was observed in a few
+//! configurations; the network is piecewise smooth, so truncation is negligible);
+//! smooth networks use h = 1e-5 (error ~h^2 f''' ~ 1e-10) for metric `ours` and
+//! the first-order checks, and the fourth-order stencil
+//! `(8(f(x+h) - f(x-h)) - (f(x+2h) - f(x-2h))) / 12h` with h = 1e-4
+//! (error ~h^4 f^(5)) for mse/cos, whose gradients are small against `D ~ 1`.
 
 use dsa_condense::backend::cpu::Cpu;
 use dsa_condense::backend::{Act, AffineParam, AugOp, Backend, ImgShape, Metric};
@@ -30,6 +33,7 @@ use rand_chacha::ChaCha8Rng;
 type B = Cpu<f64>;
 const TOL: f64 = 1e-6;
 const STEP: f64 = 1e-5;
+const STEP_KINK: f64 = 1e-6;
 const STEP4: f64 = 1e-4;
 const F_REL: f64 = 1e-14;
 
@@ -91,18 +95,24 @@ fn compare_scaled(
     }
 }
 
-fn central_fd(x0: &[f64], f: impl FnMut(&[f64]) -> f64) -> Fd {
-    fd_stencil(x0, f, false)
+/// True for networks without kinks (sigmoid / swish, no max pooling).
+fn smooth(cfg: &ConvNetConfig) -> bool {
+    matches!(cfg.act, Act::Sigmoid | Act::Swish) && cfg.pool != Pool::Max
 }
 
-/// Central differences: second order with step [`STEP`], or fourth order with step
-/// [`STEP4`].
-fn fd_stencil(x0: &[f64], mut f: impl FnMut(&[f64]) -> f64, fourth: bool) -> Fd {
+/// Second-order central differences with the step for `cfg` (module docs).
+fn central_fd(cfg: &ConvNetConfig, x0: &[f64], f: impl FnMut(&[f64]) -> f64) -> Fd {
+    let h = if smooth(cfg) { STEP } else { STEP_KINK };
+    fd_stencil(x0, f, false, h)
+}
+
+/// Central differences with step `h`: second order, or fourth order.
+fn fd_stencil(x0: &[f64], mut f: impl FnMut(&[f64]) -> f64, fourth: bool, h: f64) -> Fd {
     let f0 = f(x0).abs().max(1.0);
     let atol = if fourth {
-        1.5 * F_REL * f0 / STEP4
+        1.5 * F_REL * f0 / h
     } else {
-        F_REL * f0 / STEP
+        F_REL * f0 / h
     };
     let mut x = x0.to_vec();
     let mut at = |x: &mut Vec<f64>, i: usize, d: f64| {
@@ -114,12 +124,11 @@ fn fd_stencil(x0: &[f64], mut f: impl FnMut(&[f64]) -> f64, fourth: bool) -> Fd 
     let grad = (0..x0.len())
         .map(|i| {
             if fourth {
-                let h = STEP4;
                 let d1 = at(&mut x, i, h) - at(&mut x, i, -h);
                 let d2 = at(&mut x, i, 2.0 * h) - at(&mut x, i, -2.0 * h);
                 (8.0 * d1 - d2) / (12.0 * h)
             } else {
-                (at(&mut x, i, STEP) - at(&mut x, i, -STEP)) / (2.0 * STEP)
+                (at(&mut x, i, h) - at(&mut x, i, -h)) / (2.0 * h)
             }
         })
         .collect();
@@ -190,12 +199,12 @@ fn first_order_check(cfg: ConvNetConfig, mode: Mode, seed: u64) {
     let g = be.download(&g).unwrap();
     let dx = be.download(ws.input_grad().unwrap()).unwrap();
 
-    let fd_p = central_fd(&p, |q| {
+    let fd_p = central_fd(&cfg, &p, |q| {
         net.set_params(q).unwrap();
         net.loss(&mut ws, &x, &lab, mode).unwrap().loss
     });
     net.set_params(&p).unwrap();
-    let fd_x = central_fd(&x0, |q| {
+    let fd_x = central_fd(&cfg, &x0, |q| {
         let xq = be.upload(q).unwrap();
         net.loss(&mut ws, &xq, &lab, mode).unwrap().loss
     });
@@ -301,8 +310,12 @@ fn second_order_check(c: &MatchCase) -> Result<f64, String> {
     net.matching_grad(&mut mw, &real, &s, class, &aug_syn, c.metric)
         .unwrap();
     let analytic = be.download(&mw.dsyn).unwrap();
-    let smooth = matches!(c.cfg.act, Act::Sigmoid | Act::Swish) && c.cfg.pool != Pool::Max;
-    let fourth = c.metric != Metric::Ours && smooth;
+    let fourth = c.metric != Metric::Ours && smooth(&c.cfg);
+    let h = match (fourth, smooth(&c.cfg)) {
+        (true, _) => STEP4,
+        (false, true) => STEP,
+        (false, false) => STEP_KINK,
+    };
     let fd = fd_stencil(
         &s0,
         |q| {
@@ -311,6 +324,7 @@ fn second_order_check(c: &MatchCase) -> Result<f64, String> {
                 .unwrap()
         },
         fourth,
+        h,
     );
     let tag = format!(
         "dD/dS {:?}/{:?}/{:?} {:?} aug={}",
@@ -400,7 +414,7 @@ fn wrong_second_order_gradient_is_caught() {
     let s0 = rand_vec(&mut rng, ipc * img, 1.0);
     let s = be.upload(&s0).unwrap();
     let labels = be.upload_labels(&vec![class as u32; ipc]).unwrap();
-    let fd = central_fd(&s0, |q| {
+    let fd = central_fd(&cfg, &s0, |q| {
         let sq = be.upload(q).unwrap();
         net.matching_loss(&mut mw, &real, &sq, class, &[], Metric::Ours)
             .unwrap()
