@@ -47,6 +47,9 @@ pub enum Error {
         /// What failed.
         msg: String,
     },
+    /// A run stopped on request before it finished (its last checkpoint is kept).
+    #[error("interrupted: {0}")]
+    Interrupted(String),
     /// A feature that this build or machine does not offer.
     #[error("unsupported: {0}")]
     Unsupported(String),

@@ -19,6 +19,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod model;
+pub mod output;
 
 pub use backend::{Backend, Scalar};
 pub use error::{Error, Result};

@@ -21,6 +21,8 @@
 pub mod cpu;
 pub mod cuda;
 pub mod emu;
+pub mod gpu;
+pub mod launch;
 mod shapes;
 
 pub use shapes::*;

@@ -1,1 +1,440 @@
-fn main() {}
+//! `dsa-condense`: the command line. Thin: options and their validation live in
+//! the library (`dsa_condense::condense::config`); this file parses, dispatches and
+//! prints errors (one line per cause, no backtrace, exit code 1).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+
+use dsa_condense::backend::cpu::Cpu;
+use dsa_condense::backend::Backend;
+use dsa_condense::condense::config::{BackendChoice, CondenseArgs, CondenseConfig};
+use dsa_condense::condense::{self, Observer, RunFiles};
+use dsa_condense::eval;
+use dsa_condense::output::report::{Report, Summary};
+use dsa_condense::data::{self, locate, DatasetKind, LoadOptions};
+use dsa_condense::output;
+
+/// Dataset Condensation with Differentiable Siamese Augmentation (DSA) and
+/// gradient matching (DC).
+#[derive(Debug, Parser)]
+#[command(name = "dsa-condense", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Learn a synthetic set (DC or DSA) and evaluate it.
+    Condense(CondenseArgs),
+    /// Evaluate a synthetic set (safetensors) by training fresh networks on it.
+    Evaluate(EvaluateArgs),
+    /// Evaluate the random-real baseline (ipc random real images per class).
+    Baseline(CondenseArgs),
+    /// Print the version, the available backends and where data is looked for.
+    Info,
+}
+
+#[derive(Debug, clap::Args)]
+struct EvaluateArgs {
+    /// The synthetic set to evaluate (written by `condense`).
+    #[arg(long)]
+    synset: PathBuf,
+    #[command(flatten)]
+    common: CondenseArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Command::Info => info(),
+        Command::Condense(a) => {
+            let cfg = a.resolve()?;
+            let ds = prepare(&cfg)?;
+            with_backend(&cfg, CondenseJob { cfg: &cfg, ds: &ds })
+        }
+        Command::Evaluate(a) => {
+            let mut common = a.common;
+            let set = output::read_synset(&a.synset)?;
+            if common.dataset.is_none() {
+                common.dataset = set.metadata.get("dataset").cloned();
+            }
+            if common.ipc.is_none() {
+                common.ipc = set.metadata.get("ipc").and_then(|v| v.parse().ok());
+            }
+            if common.method.is_none() {
+                common.method = set.metadata.get("method").map(|m| m.to_ascii_lowercase());
+            }
+            let cfg = common.resolve()?;
+            let ds = prepare(&cfg)?;
+            let shape = [ds.channels, ds.height, ds.width];
+            anyhow::ensure!(
+                set.shape[1..] == shape,
+                "{}: images are {:?}, dataset {} has {:?}",
+                a.synset.display(),
+                &set.shape[1..],
+                ds.name,
+                shape
+            );
+            if let Some(bad) = set.labels.iter().find(|&&l| l as usize >= ds.num_classes) {
+                anyhow::bail!(
+                    "{}: label {bad} but {} has {} classes",
+                    a.synset.display(),
+                    ds.name,
+                    ds.num_classes
+                );
+            }
+            with_backend(
+                &cfg,
+                EvalJob {
+                    cfg: &cfg,
+                    ds: &ds,
+                    images: &set.images,
+                    labels: &set.labels,
+                    command: "evaluate",
+                },
+            )
+        }
+        Command::Baseline(a) => {
+            let cfg = a.resolve()?;
+            let ds = prepare(&cfg)?;
+            let index = data::ClassIndex::new(&ds.train.labels, ds.num_classes);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+            let (images, labels) =
+                eval::random_real_subset(&ds.train, &index, cfg.ipc, ds.image_len(), &mut rng)?;
+            with_backend(
+                &cfg,
+                EvalJob {
+                    cfg: &cfg,
+                    ds: &ds,
+                    images: &images,
+                    labels: &labels,
+                    command: "baseline",
+                },
+            )
+        }
+    }
+}
+
+/// Work that runs on whichever backend `--backend` selects.
+trait Job {
+    fn run<B: Backend>(self, be: &B, backend_name: String) -> Result<()>;
+}
+
+/// Picks the backend (`auto` = cuda when usable, else cpu, saying which) and runs
+/// the job on it.
+fn with_backend<J: Job>(cfg: &CondenseConfig, job: J) -> Result<()> {
+    let threads = cfg.threads.unwrap_or(0);
+    let cpu = || -> Result<Cpu<f32>> { Ok(Cpu::<f32>::new(threads)?) };
+    match cfg.backend {
+        BackendChoice::Cpu => {
+            let be = cpu()?;
+            let name = be.name();
+            job.run(&be, name)
+        }
+        BackendChoice::Cuda | BackendChoice::Auto => match dsa_condense::backend::cuda::Cuda::new(0) {
+            Ok(be) => {
+                let name = be.name();
+                if !cfg.quiet {
+                    eprintln!("backend: {name}");
+                }
+                job.run(&be, name)
+            }
+            Err(e) if cfg.backend == BackendChoice::Auto => {
+                let be = cpu()?;
+                let name = be.name();
+                if !cfg.quiet {
+                    eprintln!("backend: {name} (cuda not usable: {e})");
+                }
+                job.run(&be, name)
+            }
+            Err(e) => Err(anyhow::anyhow!(e).context("--backend cuda")),
+        },
+    }
+}
+
+/// Progress: a bar with iteration, matching loss, rate and ETA (or nothing when quiet).
+struct Progress {
+    bar: Option<ProgressBar>,
+    /// Set by Ctrl-C: the run checkpoints and stops after the current iteration.
+    stop: Arc<AtomicBool>,
+}
+
+impl Progress {
+    fn new(cfg: &CondenseConfig) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        // A second handler cannot be installed (evaluate after condense): ignore that.
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+        if cfg.quiet {
+            return Self { bar: None, stop };
+        }
+        let total = (cfg.num_exp * (cfg.iterations + 1)) as u64;
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} it  {msg}  ({per_sec}, ETA {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        Self {
+            bar: Some(bar),
+            stop,
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn iteration(&mut self, experiment: usize, iteration: usize, mean_loss: f64) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!("exp {experiment} it {iteration} loss {mean_loss:.4}"));
+            b.inc(1);
+        }
+    }
+    fn evaluation(&mut self, r: &output::report::EvalRecord) {
+        let line = format!(
+            "exp {} it {}: {} test accuracy {:.2} +- {:.2} % over {} nets",
+            r.experiment,
+            r.iteration,
+            r.model,
+            100.0 * r.summary.mean,
+            100.0 * r.summary.std,
+            r.summary.n
+        );
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+    fn message(&mut self, msg: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(msg.to_string());
+        }
+    }
+    fn keep_going(&mut self) -> bool {
+        !self.stop.load(Ordering::SeqCst)
+    }
+}
+
+struct CondenseJob<'a> {
+    cfg: &'a CondenseConfig,
+    ds: &'a data::Dataset,
+}
+
+impl Job for CondenseJob<'_> {
+    fn run<B: Backend>(self, be: &B, backend_name: String) -> Result<()> {
+        let (cfg, ds) = (self.cfg, self.ds);
+        let t0 = Instant::now();
+        let files = RunFiles {
+            dir: cfg.out.clone(),
+            checkpoint: cfg.out.join("checkpoint.safetensors"),
+            checkpoint_every: cfg.checkpoint_every,
+        };
+        let mut progress = Progress::new(cfg);
+        let res = condense::run(be, cfg, ds, Some(&files), cfg.resume.as_deref(), &mut progress)?;
+        if let Some(b) = &progress.bar {
+            b.finish_and_clear();
+        }
+        let k = ds.num_classes;
+        let shape = [k * cfg.ipc, ds.channels, ds.height, ds.width];
+        let mut report = Report::new("condense");
+        report.config = cfg.to_json();
+        report.dataset = ds.name.clone();
+        report.backend = backend_name;
+        report.seed = cfg.seed;
+        report.losses = res.losses.clone();
+        report.evaluations = res.evaluations.clone();
+        for model in cfg.eval_models() {
+            let accs: Vec<f64> = res
+                .evaluations
+                .iter()
+                .filter(|r| r.model == model && r.iteration == cfg.iterations)
+                .flat_map(|r| r.accuracies.iter().copied())
+                .collect();
+            report.final_accuracy.insert(model, Summary::of(&accs));
+        }
+        for (e, exp) in res.experiments.iter().enumerate() {
+            let mut meta = BTreeMap::new();
+            meta.insert("dataset".to_string(), ds.name.clone());
+            meta.insert("mean".to_string(), format!("{:?}", ds.mean));
+            meta.insert("std".to_string(), format!("{:?}", ds.std));
+            meta.insert("method".to_string(), cfg.method_name().to_string());
+            meta.insert("model".to_string(), cfg.model.clone());
+            meta.insert("ipc".to_string(), cfg.ipc.to_string());
+            meta.insert("seed".to_string(), cfg.seed.to_string());
+            meta.insert("experiment".to_string(), e.to_string());
+            meta.insert("iteration".to_string(), cfg.iterations.to_string());
+            let last = e + 1 == res.experiments.len();
+            let mut names = vec![format!("synset_exp{e}.safetensors")];
+            if last {
+                names.push("synset.safetensors".to_string());
+            }
+            for name in names {
+                let path = cfg.out.join(&name);
+                output::write_synset_safetensors(&path, &exp.images, shape, &exp.labels, &meta)?;
+                report.outputs.push(name);
+            }
+            if last {
+                let png = cfg.out.join("synset.png");
+                output::png_grid::write_png_grid(
+                    &png, &exp.images, ds.channels, ds.height, ds.width, k, cfg.ipc, &ds.mean,
+                    &ds.std,
+                )?;
+                report.outputs.push("synset.png".into());
+            }
+        }
+        report
+            .timings
+            .insert("condense_seconds".into(), res.condense_seconds);
+        report.timings.insert("eval_seconds".into(), res.eval_seconds);
+        report
+            .timings
+            .insert("total_seconds".into(), t0.elapsed().as_secs_f64());
+        report.outputs.push("report.json".into());
+        report.write(&cfg.out.join("report.json"))?;
+        print_final(&report);
+        Ok(())
+    }
+}
+
+struct EvalJob<'a> {
+    cfg: &'a CondenseConfig,
+    ds: &'a data::Dataset,
+    images: &'a [f32],
+    labels: &'a [u32],
+    command: &'static str,
+}
+
+impl Job for EvalJob<'_> {
+    fn run<B: Backend>(self, be: &B, backend_name: String) -> Result<()> {
+        let t0 = Instant::now();
+        let mut progress = Progress::new(self.cfg);
+        progress.bar = None;
+        let recs = condense::run::evaluate_set(
+            be,
+            self.cfg,
+            self.ds,
+            self.images,
+            self.labels,
+            0,
+            0,
+            &mut progress,
+        )?;
+        let mut report = Report::new(self.command);
+        report.config = self.cfg.to_json();
+        report.dataset = self.ds.name.clone();
+        report.backend = backend_name;
+        report.seed = self.cfg.seed;
+        for r in &recs {
+            report.final_accuracy.insert(r.model.clone(), r.summary);
+        }
+        report.evaluations = recs;
+        report
+            .timings
+            .insert("eval_seconds".into(), t0.elapsed().as_secs_f64());
+        report.outputs.push("report.json".into());
+        report.write(&self.cfg.out.join("report.json"))?;
+        print_final(&report);
+        Ok(())
+    }
+}
+
+fn print_final(report: &Report) {
+    for (model, s) in &report.final_accuracy {
+        println!(
+            "{} {}: test accuracy {:.2} +- {:.2} % (mean +- std over {} networks)",
+            report.command,
+            model,
+            100.0 * s.mean,
+            100.0 * s.std,
+            s.n
+        );
+    }
+}
+
+/// Validates the output directory, loads the dataset and checks it against the
+/// configuration.
+fn prepare(cfg: &CondenseConfig) -> Result<data::Dataset> {
+    output::ensure_output_dir(&cfg.out).context("--out is not writable")?;
+    let mut opts = LoadOptions::from_env(cfg.data_dir.clone());
+    opts.download = cfg.download;
+    let mut ds = data::load(&cfg.dataset, &opts)?;
+    ds.limit(cfg.limit_train, cfg.limit_test);
+    cfg.check_dataset(&ds)?;
+    if !cfg.quiet {
+        eprintln!(
+            "{}: {} train / {} test images, {} classes, {}x{}x{}",
+            ds.name, ds.train.n, ds.test.n, ds.num_classes, ds.channels, ds.height, ds.width
+        );
+    }
+    Ok(ds)
+}
+
+fn cuda_status() -> String {
+    // SAFETY: `is_culib_present` only tries to dlopen the driver library and closes it.
+    let present = unsafe { cudarc::driver::sys::is_culib_present() };
+    if present {
+        "libcuda found (NVIDIA driver present)".into()
+    } else {
+        "not available: libcuda.so was not found (no NVIDIA driver installed, or it is not on \
+         the library search path)"
+            .into()
+    }
+}
+
+fn info() -> Result<()> {
+    println!("dsa-condense {}", env!("CARGO_PKG_VERSION"));
+    println!("backends:");
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!("  cpu: available ({threads} threads)");
+    println!("  cuda: {}", cuda_status());
+    println!(
+        "data search order: --data-dir, ${}, then:",
+        locate::ENV_DATA_DIR
+    );
+    for d in locate::standard_dirs() {
+        println!("  {}", d.display());
+    }
+    let opts = LoadOptions::from_env(None);
+    println!("datasets found locally:");
+    for kind in [
+        DatasetKind::Mnist,
+        DatasetKind::FashionMnist,
+        DatasetKind::Svhn,
+        DatasetKind::Cifar10,
+        DatasetKind::Cifar100,
+    ] {
+        let found = locate::candidate_dirs(&kind, &opts)
+            .into_iter()
+            .find(|d| locate::present(&kind, d));
+        match found {
+            Some(d) => println!("  {kind}: {}", d.display()),
+            None => println!("  {kind}: not found"),
+        }
+    }
+    Ok(())
+}

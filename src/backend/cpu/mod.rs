@@ -10,23 +10,28 @@
 mod act;
 mod augment;
 mod conv;
-mod gemm;
+pub mod gemm;
 mod linear;
 mod loss;
 mod matching;
 mod memory;
 mod norm;
 mod pool;
+mod scratch;
 mod sgd;
 
 use super::*;
 use crate::error::{Error, Result};
 use std::marker::PhantomData;
+use std::sync::Mutex;
 
 /// The CPU backend over element type `T`.
 pub struct Cpu<T: Scalar> {
     pool: rayon::ThreadPool,
     threads: usize,
+    /// Reusable partial-sum memory of the conv backward-weight pass (kept between
+    /// calls so the hot path does not allocate).
+    conv_partials: Mutex<Vec<T>>,
     _t: PhantomData<T>,
 }
 
@@ -50,6 +55,7 @@ impl<T: Scalar> Cpu<T> {
         Ok(Self {
             pool,
             threads,
+            conv_partials: Mutex::new(Vec::new()),
             _t: PhantomData,
         })
     }
@@ -61,6 +67,23 @@ impl<T: Scalar> Cpu<T> {
     pub(crate) fn pool(&self) -> &rayon::ThreadPool {
         &self.pool
     }
+}
+
+/// The element range of `seg` (no overflow, unlike `off + len` in u32).
+fn range(seg: Seg) -> std::ops::Range<usize> {
+    seg.off as usize..seg.off as usize + seg.len as usize
+}
+
+/// The elements of parameter segment `seg` in `buf`, or a shape error naming `what`.
+fn seg<'a, T>(buf: &'a [T], seg: Seg, what: &str) -> Result<&'a [T]> {
+    buf.get(range(seg)).ok_or_else(|| {
+        Error::Shape(format!(
+            "cpu {what}: segment {}..{} outside a buffer of {} elements",
+            seg.off,
+            seg.off as u64 + seg.len as u64,
+            buf.len()
+        ))
+    })
 }
 
 fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
@@ -119,7 +142,13 @@ impl<T: Scalar> Backend for Cpu<T> {
         memory::axpy(self.pool(), y, a, x);
         Ok(())
     }
-    fn gather_rows(&self, dst: &mut Vec<T>, src: &Vec<T>, rows: &[u32], row_len: usize) -> Result<()> {
+    fn gather_rows(
+        &self,
+        dst: &mut Vec<T>,
+        src: &Vec<T>,
+        rows: &[u32],
+        row_len: usize,
+    ) -> Result<()> {
         memory::gather_rows(dst, src, rows, row_len)
     }
     fn synchronize(&self) -> Result<()> {
@@ -136,18 +165,9 @@ impl<T: Scalar> Backend for Cpu<T> {
         s: &ConvShape,
         acc: bool,
     ) -> Result<()> {
-        check_len("conv2d_fwd x", x.len(), s.x_len())?;
-        check_len("conv2d_fwd y", y.len(), s.y_len())?;
-        conv::conv2d_fwd(
-            self.pool(),
-            y,
-            x,
-            &params[w.range()],
-            b.map(|b| &params[b.range()]),
-            s,
-            acc,
-        );
-        Ok(())
+        let w = seg(params, w, "conv2d_fwd weight")?;
+        let b = b.map(|b| seg(params, b, "conv2d_fwd bias")).transpose()?;
+        conv::conv2d_fwd(self.pool(), y, x, w, b, s, acc)
     }
     fn conv2d_bwd_input(
         &self,
@@ -158,10 +178,8 @@ impl<T: Scalar> Backend for Cpu<T> {
         s: &ConvShape,
         acc: bool,
     ) -> Result<()> {
-        check_len("conv2d_bwd_input dx", dx.len(), s.x_len())?;
-        check_len("conv2d_bwd_input dy", dy.len(), s.y_len())?;
-        conv::conv2d_bwd_input(self.pool(), dx, dy, &params[w.range()], s, acc);
-        Ok(())
+        let w = seg(params, w, "conv2d_bwd_input weight")?;
+        conv::conv2d_bwd_input(self.pool(), dx, dy, w, s, acc)
     }
     fn conv2d_bwd_weight(
         &self,
@@ -172,11 +190,11 @@ impl<T: Scalar> Backend for Cpu<T> {
         x: &Vec<T>,
         s: &ConvShape,
     ) -> Result<()> {
-        check_len("conv2d_bwd_weight x", x.len(), s.x_len())?;
-        check_len("conv2d_bwd_weight dy", dy.len(), s.y_len())?;
         let (dw_s, db_s) = split_two(grads, dw, db)?;
-        conv::conv2d_bwd_weight(self.pool(), dw_s, db_s, dy, x, s);
-        Ok(())
+        // A poisoned lock only means another op panicked mid-way; the scratch
+        // contents are overwritten before use, so it is safe to go on.
+        let mut partials = self.conv_partials.lock().unwrap_or_else(|e| e.into_inner());
+        conv::conv2d_bwd_weight(self.pool(), &mut partials, dw_s, db_s, dy, x, s)
     }
 
     fn linear_fwd(
@@ -189,16 +207,9 @@ impl<T: Scalar> Backend for Cpu<T> {
         s: &LinearShape,
         acc: bool,
     ) -> Result<()> {
-        linear::linear_fwd(
-            self.pool(),
-            y,
-            x,
-            &params[w.range()],
-            b.map(|b| &params[b.range()]),
-            s,
-            acc,
-        );
-        Ok(())
+        let w = seg(params, w, "linear_fwd weight")?;
+        let b = b.map(|b| seg(params, b, "linear_fwd bias")).transpose()?;
+        linear::linear_fwd(self.pool(), y, x, w, b, s, acc)
     }
     fn linear_bwd_input(
         &self,
@@ -209,8 +220,8 @@ impl<T: Scalar> Backend for Cpu<T> {
         s: &LinearShape,
         acc: bool,
     ) -> Result<()> {
-        linear::linear_bwd_input(self.pool(), dx, dy, &params[w.range()], s, acc);
-        Ok(())
+        let w = seg(params, w, "linear_bwd_input weight")?;
+        linear::linear_bwd_input(self.pool(), dx, dy, w, s, acc)
     }
     fn linear_bwd_weight(
         &self,
@@ -222,8 +233,7 @@ impl<T: Scalar> Backend for Cpu<T> {
         s: &LinearShape,
     ) -> Result<()> {
         let (dw_s, db_s) = split_two(grads, dw, db)?;
-        linear::linear_bwd_weight(self.pool(), dw_s, db_s, dy, x, s);
-        Ok(())
+        linear::linear_bwd_weight(self.pool(), dw_s, db_s, dy, x, s)
     }
 
     fn act_fwd(&self, y: &mut Vec<T>, x: &Vec<T>, act: Act) -> Result<()> {
@@ -232,8 +242,8 @@ impl<T: Scalar> Backend for Cpu<T> {
         Ok(())
     }
     fn act_bwd(&self, dx: &mut Vec<T>, dy: &Vec<T>, x: &Vec<T>, act: Act) -> Result<()> {
-        check_len("act_bwd", dx.len(), x.len())?;
-        check_len("act_bwd", dy.len(), x.len())?;
+        check_len("act_bwd dx", dx.len(), x.len())?;
+        check_len("act_bwd dy", dy.len(), x.len())?;
         act::act_bwd(self.pool(), dx, dy, x, act);
         Ok(())
     }
@@ -247,13 +257,17 @@ impl<T: Scalar> Backend for Cpu<T> {
         xdot: &Vec<T>,
         act: Act,
     ) -> Result<()> {
+        check_len("act_dual_bwd dx", dx.len(), x.len())?;
+        check_len("act_dual_bwd dxdot", dxdot.len(), x.len())?;
+        check_len("act_dual_bwd dy", dy.len(), x.len())?;
+        check_len("act_dual_bwd dydot", dydot.len(), x.len())?;
+        check_len("act_dual_bwd xdot", xdot.len(), x.len())?;
         act::act_dual_bwd(self.pool(), dx, dxdot, dy, dydot, x, xdot, act);
         Ok(())
     }
 
     fn pool_fwd(&self, y: &mut Vec<T>, x: &Vec<T>, s: &PoolShape, kind: PoolKind) -> Result<()> {
-        pool::pool_fwd(self.pool(), y, x, s, kind);
-        Ok(())
+        pool::pool_fwd(self.pool(), y, x, s, kind)
     }
     fn pool_bwd(
         &self,
@@ -263,8 +277,7 @@ impl<T: Scalar> Backend for Cpu<T> {
         s: &PoolShape,
         kind: PoolKind,
     ) -> Result<()> {
-        pool::pool_bwd(self.pool(), dx, dy, x, s, kind);
-        Ok(())
+        pool::pool_bwd(self.pool(), dx, dy, x, s, kind)
     }
     fn pool_jvp(
         &self,
@@ -274,8 +287,7 @@ impl<T: Scalar> Backend for Cpu<T> {
         s: &PoolShape,
         kind: PoolKind,
     ) -> Result<()> {
-        pool::pool_jvp(self.pool(), ydot, x, xdot, s, kind);
-        Ok(())
+        pool::pool_jvp(self.pool(), ydot, x, xdot, s, kind)
     }
 
     fn norm_fwd(
@@ -293,10 +305,10 @@ impl<T: Scalar> Backend for Cpu<T> {
             y,
             stats,
             x,
-            &params[gamma.range()],
-            &params[beta.range()],
+            seg(params, gamma, "gamma")?,
+            seg(params, beta, "beta")?,
             s,
-        );
+        )?;
         Ok(())
     }
     fn norm_bwd(
@@ -315,7 +327,16 @@ impl<T: Scalar> Backend for Cpu<T> {
             None => None,
         };
         let dp = dp.map(|(a, b)| (a, b.expect("beta segment")));
-        norm::norm_bwd(self.pool(), dx, dp, dy, x, stats, &params[gamma.range()], s);
+        norm::norm_bwd(
+            self.pool(),
+            dx,
+            dp,
+            dy,
+            x,
+            stats,
+            seg(params, gamma, "gamma")?,
+            s,
+        )?;
         Ok(())
     }
     fn norm_jvp(
@@ -337,11 +358,11 @@ impl<T: Scalar> Backend for Cpu<T> {
             x,
             xdot,
             stats,
-            &params[gamma.range()],
-            &tangent[t_gamma.range()],
-            &tangent[t_beta.range()],
+            seg(params, gamma, "gamma")?,
+            seg(tangent, t_gamma, "t_gamma")?,
+            seg(tangent, t_beta, "t_beta")?,
             s,
-        );
+        )?;
         Ok(())
     }
     fn norm_dual_bwd(
@@ -368,10 +389,10 @@ impl<T: Scalar> Backend for Cpu<T> {
             x,
             xdot,
             stats,
-            &params[gamma.range()],
-            &tangent[t_gamma.range()],
+            seg(params, gamma, "gamma")?,
+            seg(tangent, t_gamma, "t_gamma")?,
             s,
-        );
+        )?;
         Ok(())
     }
 
@@ -393,11 +414,11 @@ impl<T: Scalar> Backend for Cpu<T> {
             stats,
             running,
             x,
-            &params[gamma.range()],
-            &params[beta.range()],
+            seg(params, gamma, "gamma")?,
+            seg(params, beta, "beta")?,
             s,
             momentum,
-        );
+        )?;
         Ok(())
     }
     fn bn_bwd_train(
@@ -416,7 +437,16 @@ impl<T: Scalar> Backend for Cpu<T> {
             None => None,
         };
         let dp = dp.map(|(a, b)| (a, b.expect("beta segment")));
-        norm::bn_bwd_train(self.pool(), dx, dp, dy, x, stats, &params[gamma.range()], s);
+        norm::bn_bwd_train(
+            self.pool(),
+            dx,
+            dp,
+            dy,
+            x,
+            stats,
+            seg(params, gamma, "gamma")?,
+            s,
+        )?;
         Ok(())
     }
     fn bn_fwd_eval(
@@ -434,10 +464,10 @@ impl<T: Scalar> Backend for Cpu<T> {
             y,
             x,
             running,
-            &params[gamma.range()],
-            &params[beta.range()],
+            seg(params, gamma, "gamma")?,
+            seg(params, beta, "beta")?,
             s,
-        );
+        )?;
         Ok(())
     }
     fn bn_bwd_eval(
@@ -456,7 +486,16 @@ impl<T: Scalar> Backend for Cpu<T> {
             None => None,
         };
         let dp = dp.map(|(a, b)| (a, b.expect("beta segment")));
-        norm::bn_bwd_eval(self.pool(), dx, dp, dy, x, running, &params[gamma.range()], s);
+        norm::bn_bwd_eval(
+            self.pool(),
+            dx,
+            dp,
+            dy,
+            x,
+            running,
+            seg(params, gamma, "gamma")?,
+            s,
+        )?;
         Ok(())
     }
     fn bn_eval_jvp(
@@ -478,11 +517,11 @@ impl<T: Scalar> Backend for Cpu<T> {
             x,
             xdot,
             running,
-            &params[gamma.range()],
-            &tangent[t_gamma.range()],
-            &tangent[t_beta.range()],
+            seg(params, gamma, "gamma")?,
+            seg(tangent, t_gamma, "t_gamma")?,
+            seg(tangent, t_beta, "t_beta")?,
             s,
-        );
+        )?;
         Ok(())
     }
     fn bn_eval_dual_bwd(
@@ -505,10 +544,10 @@ impl<T: Scalar> Backend for Cpu<T> {
             dy,
             dydot,
             running,
-            &params[gamma.range()],
-            &tangent[t_gamma.range()],
+            seg(params, gamma, "gamma")?,
+            seg(tangent, t_gamma, "t_gamma")?,
             s,
-        );
+        )?;
         Ok(())
     }
 
@@ -570,7 +609,7 @@ impl<T: Scalar> Backend for Cpu<T> {
 
 /// Two disjoint mutable segments of one buffer (weight and optional bias grads).
 fn split_two<T>(buf: &mut [T], a: Seg, b: Option<Seg>) -> Result<(&mut [T], Option<&mut [T]>)> {
-    let (ra, rb) = (a.range(), b.map(|b| b.range()));
+    let (ra, rb) = (range(a), b.map(range));
     if ra.end > buf.len() || rb.as_ref().is_some_and(|r| r.end > buf.len()) {
         return Err(Error::Shape("parameter segment outside the buffer".into()));
     }

@@ -1,0 +1,274 @@
+//! Hot kernels of the CPU backend at the real shapes: conv forward, backward-data
+//! and backward-weight of the default ConvNet (width 128, depth 3) on batches of
+//! 256 28x28 grey images, on `Cpu<f32>` with all of the machine's threads; plus
+//! the machine's sgemm ceiling (a large square f32 GEMM through the backend's
+//! GEMM entry point). Each kernel is validated against the f64 backend before it
+//! is timed. A summary table prints time, GFLOP/s and the share of the sgemm peak
+//! before the criterion runs.
+//!
+//! Run: `cargo bench --bench kernels` (`-- --quick` for a short criterion pass).
+
+use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
+use dsa_condense::backend::cpu::gemm::{gemm_par, Mat};
+use dsa_condense::backend::cpu::Cpu;
+use dsa_condense::backend::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::hint::black_box;
+use std::time::Instant;
+
+const N: usize = 256;
+const PEAK_DIM: usize = 2048;
+
+/// The three conv layers of ConvNet-128-3 on 1x28x28 input.
+fn layers(n: usize) -> Vec<(&'static str, ConvShape)> {
+    vec![
+        (
+            "conv1 1->128 28x28 p3",
+            ConvShape::new(n, 1, 28, 28, 128, 3, 1, 3).unwrap(),
+        ),
+        (
+            "conv2 128->128 16x16",
+            ConvShape::new(n, 128, 16, 16, 128, 3, 1, 1).unwrap(),
+        ),
+        (
+            "conv3 128->128 8x8",
+            ConvShape::new(n, 128, 8, 8, 128, 3, 1, 1).unwrap(),
+        ),
+    ]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Pass {
+    Fwd,
+    BwdInput,
+    BwdWeight,
+}
+const PASSES: [Pass; 3] = [Pass::Fwd, Pass::BwdInput, Pass::BwdWeight];
+
+/// Buffers of one layer: x, params [W | b], dy, and outputs.
+struct Bufs<T> {
+    x: Vec<T>,
+    p: Vec<T>,
+    dy: Vec<T>,
+    y: Vec<T>,
+    dx: Vec<T>,
+    g: Vec<T>,
+    ws: Seg,
+    bs: Seg,
+}
+
+fn bufs<T: Scalar>(s: &ConvShape, seed: u64) -> Bufs<T> {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    let mut v = |n: usize| {
+        (0..n)
+            .map(|_| T::from_f64(r.random::<f64>() - 0.5))
+            .collect::<Vec<T>>()
+    };
+    let wl = s.w_len();
+    Bufs {
+        x: v(s.x_len()),
+        p: v(wl + s.o as usize),
+        dy: v(s.y_len()),
+        y: vec![T::ZERO; s.y_len()],
+        dx: vec![T::ZERO; s.x_len()],
+        g: vec![T::ZERO; wl + s.o as usize],
+        ws: Seg {
+            off: 0,
+            len: wl as u32,
+        },
+        bs: Seg {
+            off: wl as u32,
+            len: s.o,
+        },
+    }
+}
+
+fn run<T: Scalar>(cpu: &Cpu<T>, b: &mut Bufs<T>, s: &ConvShape, pass: Pass) {
+    match pass {
+        Pass::Fwd => cpu.conv2d_fwd(&mut b.y, &b.x, &b.p, b.ws, Some(b.bs), s, false),
+        Pass::BwdInput => cpu.conv2d_bwd_input(&mut b.dx, &b.dy, &b.p, b.ws, s, false),
+        Pass::BwdWeight => cpu.conv2d_bwd_weight(&mut b.g, b.ws, Some(b.bs), &b.dy, &b.x, s),
+    }
+    .expect("conv op");
+}
+
+fn output<T: Scalar>(b: &Bufs<T>, pass: Pass) -> Vec<f64> {
+    let v = match pass {
+        Pass::Fwd => &b.y,
+        Pass::BwdInput => &b.dx,
+        Pass::BwdWeight => &b.g,
+    };
+    v.iter().map(|t| t.to_f64()).collect()
+}
+
+/// f32 (all threads) against f64 (one thread) on a 4-image batch of each layer.
+fn validate() {
+    let c32 = Cpu::<f32>::new(0).unwrap();
+    let c64 = Cpu::<f64>::new(1).unwrap();
+    for (name, s) in layers(4) {
+        for pass in PASSES {
+            let mut b32 = bufs::<f32>(&s, 7);
+            let mut b64 = bufs::<f64>(&s, 7);
+            // Same numbers in both precisions.
+            for (a, d) in [
+                (&b32.x, &mut b64.x),
+                (&b32.p, &mut b64.p),
+                (&b32.dy, &mut b64.dy),
+            ] {
+                d.iter_mut().zip(a.iter()).for_each(|(d, &a)| *d = a as f64);
+            }
+            run(&c32, &mut b32, &s, pass);
+            run(&c64, &mut b64, &s, pass);
+            let (a, r) = (output(&b32, pass), output(&b64, pass));
+            let scale = r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let err = a
+                .iter()
+                .zip(&r)
+                .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                err <= 1e-4 * scale,
+                "{name} {pass:?}: f32 vs f64 max error {err} (scale {scale})"
+            );
+        }
+    }
+    println!("validated: f32 conv passes agree with f64 on every layer");
+}
+
+/// Best-of-`reps` seconds of `f`, after one warm-up call.
+fn best_time(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// CPU seconds (user + system) this process has used so far, from
+/// `/proc/self/stat` (Linux; 0 elsewhere). Used to report throughput per CPU
+/// second, which stays meaningful when other processes share the cores.
+fn proc_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 of the stat line (utime, stime), clock ticks of 1/100 s.
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// Average CPU seconds of `f` over `reps` calls (after one warm-up call).
+fn cpu_time(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let t0 = proc_cpu_secs();
+    for _ in 0..reps {
+        f();
+    }
+    (proc_cpu_secs() - t0) / reps as f64
+}
+
+/// GFLOP/s of a `PEAK_DIM`^3 f32 GEMM through the backend's parallel GEMM.
+/// Returns (GFLOP/s wall, GFLOP per CPU second).
+fn sgemm_peak(threads: usize) -> (f64, f64) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let d = PEAK_DIM;
+    let mut r = ChaCha8Rng::seed_from_u64(1);
+    let a: Vec<f32> = (0..d * d).map(|_| r.random::<f32>()).collect();
+    let b: Vec<f32> = (0..d * d).map(|_| r.random::<f32>()).collect();
+    let mut c = vec![0.0f32; d * d];
+    let mut f = || {
+        gemm_par(
+            &pool,
+            d,
+            d,
+            d,
+            &mut c,
+            d,
+            Mat::rm(&a, d),
+            Mat::rm(&b, d),
+            false,
+        )
+        .unwrap();
+    };
+    let t = best_time(3, &mut f);
+    let cpu = cpu_time(3, &mut f);
+    let flop = 2.0 * (d * d * d) as f64;
+    (flop / t / 1e9, flop / cpu / 1e9)
+}
+
+fn summary() {
+    validate();
+    let cpu = Cpu::<f32>::new(0).unwrap();
+    let threads = cpu.threads();
+    let (peak, peak_cpu) = sgemm_peak(threads);
+    println!(
+        "sgemm peak ({PEAK_DIM}^3, {threads} threads): {peak:.1} GFLOP/s wall, {peak_cpu:.1} GFLOP per CPU-s \
+         (x{threads} threads = {:.1} GFLOP/s on idle cores)",
+        peak_cpu * threads as f64
+    );
+    println!(
+        "{:<24} {:<10} {:>9} {:>9} {:>7} {:>11} {:>9}",
+        "layer (N=256)", "pass", "wall ms", "GFLOP/s", "% peak", "GFLOP/CPU-s", "% peak"
+    );
+    let (mut step, mut step_cpu) = (0.0, 0.0);
+    for (li, (name, s)) in layers(N).into_iter().enumerate() {
+        let mut b = bufs::<f32>(&s, 3);
+        for pass in PASSES {
+            let t = best_time(3, || run(&cpu, &mut b, &s, pass));
+            let tc = cpu_time(3, || run(&cpu, &mut b, &s, pass));
+            let (gf, gfc) = (s.flops() / t / 1e9, s.flops() / tc / 1e9);
+            println!(
+                "{name:<24} {:<10} {:>9.1} {gf:>9.1} {:>6.0}% {gfc:>11.1} {:>8.0}%",
+                format!("{pass:?}"),
+                t * 1e3,
+                100.0 * gf / peak,
+                100.0 * gfc / peak_cpu
+            );
+            // One DSA outer step: 10 classes x 256 real images, forward + weight
+            // gradients, input gradients below the first layer.
+            if !(li == 0 && pass == Pass::BwdInput) {
+                step += 10.0 * t;
+                step_cpu += 10.0 * tc;
+            }
+        }
+    }
+    println!(
+        "=> conv time of one DSA outer step (10 classes x 256 real images): {step:.2} s wall; \
+         {step_cpu:.2} CPU-s = {:.2} s on {threads} idle cores",
+        step_cpu / threads as f64
+    );
+}
+
+fn bench_convs(c: &mut Criterion) {
+    let cpu = Cpu::<f32>::new(0).unwrap();
+    let mut g = c.benchmark_group("conv_f32_n256");
+    g.sample_size(10).sampling_mode(SamplingMode::Flat);
+    for (name, s) in layers(N) {
+        let mut b = bufs::<f32>(&s, 3);
+        g.throughput(Throughput::Elements(s.flops() as u64));
+        for pass in PASSES {
+            g.bench_function(BenchmarkId::new(format!("{pass:?}"), name), |bch| {
+                bch.iter(|| run(&cpu, black_box(&mut b), &s, pass))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_convs);
+
+fn main() {
+    summary();
+    println!("(criterion throughput below: 1 elem = 1 FLOP, so Gelem/s = GFLOP/s)");
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,0 +1,616 @@
+//! Run configuration: the command-line options ([`CondenseArgs`], SPEC §4.1 with
+//! the same defaults), presets, and their validation into a [`CondenseConfig`].
+//!
+//! Options are `Option`s so that the resolution order is explicit: a value given on
+//! the command line wins over a preset (`--preset quick`), which wins over the
+//! reference default. Every invalid value gives an [`Error::Option`] naming the
+//! option.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Dataset, DatasetKind};
+use crate::{Error, Result};
+
+/// Condensation method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Method {
+    /// Gradient matching without augmentation.
+    Dc,
+    /// Gradient matching with Differentiable Siamese Augmentation.
+    Dsa,
+}
+
+/// Which models evaluate the synthetic set (SPEC §5.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EvalMode {
+    /// The training model with its `BN` suffix removed.
+    S,
+    /// The training model exactly.
+    SS,
+}
+
+/// Synthetic set initialisation (SPEC §4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Init {
+    /// N(0, 1) in normalised space.
+    Noise,
+    /// Random real images of each class.
+    Real,
+}
+
+/// Gradient distance (SPEC §3.2, §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DisMetric {
+    /// Row-wise cosine distance over weight tensors, 1-D tensors ignored.
+    Ours,
+    /// Sum of squared differences of all gradients.
+    Mse,
+    /// One global cosine distance.
+    Cos,
+}
+
+/// Compute backend choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackendChoice {
+    /// CUDA when available, else CPU.
+    Auto,
+    /// The CPU reference backend.
+    Cpu,
+    /// The CUDA backend (error if unavailable).
+    Cuda,
+}
+
+/// Model names accepted by the network factory (SPEC §1.3, §1.4).
+pub const MODEL_NAMES: &[&str] = &[
+    "ConvNet",
+    "ConvNetD1",
+    "ConvNetD2",
+    "ConvNetD3",
+    "ConvNetD4",
+    "ConvNetW32",
+    "ConvNetW64",
+    "ConvNetW128",
+    "ConvNetW256",
+    "ConvNetAS",
+    "ConvNetAR",
+    "ConvNetAL",
+    "ConvNetASwish",
+    "ConvNetASwishBN",
+    "ConvNetNN",
+    "ConvNetBN",
+    "ConvNetLN",
+    "ConvNetIN",
+    "ConvNetGN",
+    "ConvNetNP",
+    "ConvNetMP",
+    "ConvNetAP",
+    "MLP",
+    "LeNet",
+    "AlexNet",
+    "AlexNetBN",
+    "VGG11",
+    "VGG11BN",
+    "ResNet18",
+    "ResNet18BN",
+    "ResNet18BN_AP",
+];
+
+/// DSA augmentation groups (SPEC §2.3).
+pub const DSA_GROUPS: &[&str] = &["color", "crop", "cutout", "flip", "scale", "rotate"];
+
+/// The README's DSA strategy for a dataset: no `flip` for the digit datasets.
+pub fn default_dsa_strategy(kind: &DatasetKind) -> &'static str {
+    if kind.is_digits() {
+        "color_crop_cutout_scale_rotate"
+    } else {
+        "color_crop_cutout_flip_scale_rotate"
+    }
+}
+
+/// `(outer_loop, inner_loop)` of SPEC §4.2, `None` for an ipc without a default.
+pub fn get_loops(ipc: usize) -> Option<(usize, usize)> {
+    match ipc {
+        1 => Some((1, 1)),
+        10 => Some((10, 50)),
+        20 => Some((20, 25)),
+        30 => Some((30, 20)),
+        40 => Some((40, 15)),
+        50 => Some((50, 10)),
+        _ => None,
+    }
+}
+
+/// Command-line options of `condense` (and, flattened, of `evaluate`/`baseline`).
+/// Unset options take the preset's value, then the reference default shown.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CondenseArgs {
+    /// Preset: `quick` (FashionMNIST, DSA, ipc 1, 20 iterations, small batches and
+    /// evaluation: minutes on a 2-core CPU). Explicit options override it.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Method: dc or dsa [default: dc].
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Dataset: MNIST, FashionMNIST, SVHN, CIFAR10, CIFAR100, folder:PATH [default: CIFAR10].
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Model [default: ConvNet].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Images per class [default: 1].
+    #[arg(long)]
+    pub ipc: Option<usize>,
+    /// Evaluation mode: S or SS [default: S].
+    #[arg(long)]
+    pub eval_mode: Option<String>,
+    /// Independent condensation runs [default: 5].
+    #[arg(long)]
+    pub num_exp: Option<usize>,
+    /// Networks trained per evaluation [default: 20].
+    #[arg(long)]
+    pub num_eval: Option<usize>,
+    /// Outer iterations (the loop runs 0..=iterations) [default: 1000].
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// Synthetic image learning rate [default: 0.1].
+    #[arg(long)]
+    pub lr_img: Option<f64>,
+    /// Network learning rate (inner loop and evaluation) [default: 0.01].
+    #[arg(long)]
+    pub lr_net: Option<f64>,
+    /// Real images per class per matching step [default: 256].
+    #[arg(long)]
+    pub batch_real: Option<usize>,
+    /// Minibatch for training networks on the synthetic set [default: 256].
+    #[arg(long)]
+    pub batch_train: Option<usize>,
+    /// Initialisation: noise or real [default: noise].
+    #[arg(long)]
+    pub init: Option<String>,
+    /// DSA strategy, e.g. color_crop_cutout_flip_scale_rotate, or None
+    /// [default: the README strategy of the dataset; no flip for MNIST and SVHN].
+    #[arg(long)]
+    pub dsa_strategy: Option<String>,
+    /// Gradient distance: ours, mse or cos [default: ours].
+    #[arg(long)]
+    pub dis_metric: Option<String>,
+    /// Image updates per iteration [default: get_loops(ipc)].
+    #[arg(long)]
+    pub outer_loop: Option<usize>,
+    /// Network epochs between image updates [default: get_loops(ipc)].
+    #[arg(long)]
+    pub inner_loop: Option<usize>,
+    /// Evaluation training epochs [default: 1000 for DSA; DC: 1000 where DC
+    /// augmentation applies (MNIST, ConvNetBN), else 300].
+    #[arg(long)]
+    pub epoch_eval_train: Option<usize>,
+    /// Evaluate every this many iterations (and at the last) [default: 500].
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Backend: auto, cpu or cuda [default: auto].
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// CPU worker threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Random seed [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output directory [default: result].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Data directory, searched first.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Never download data.
+    #[arg(long)]
+    pub no_download: bool,
+    /// Write a checkpoint every this many iterations (0: never) [default: 0].
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Resume from a checkpoint file.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Use at most this many training images (class-balanced), for quick runs.
+    #[arg(long)]
+    pub limit_train: Option<usize>,
+    /// Use at most this many test images (class-balanced), for quick runs.
+    #[arg(long)]
+    pub limit_test: Option<usize>,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CondenseConfig {
+    /// Method.
+    pub method: Method,
+    /// Dataset.
+    #[serde(with = "dataset_serde")]
+    pub dataset: DatasetKind,
+    /// Training model name (one of [`MODEL_NAMES`]).
+    pub model: String,
+    /// Images per class.
+    pub ipc: usize,
+    /// Evaluation mode.
+    pub eval_mode: EvalMode,
+    /// Experiments.
+    pub num_exp: usize,
+    /// Networks per evaluation.
+    pub num_eval: usize,
+    /// Outer iterations.
+    pub iterations: usize,
+    /// Image learning rate.
+    pub lr_img: f64,
+    /// Network learning rate.
+    pub lr_net: f64,
+    /// Real batch per class.
+    pub batch_real: usize,
+    /// Synthetic training minibatch.
+    pub batch_train: usize,
+    /// Initialisation.
+    pub init: Init,
+    /// DSA groups in order (empty: identity); used only when the method is DSA.
+    pub dsa_strategy: Vec<String>,
+    /// Distance.
+    pub dis_metric: DisMetric,
+    /// Image updates per iteration.
+    pub outer_loop: usize,
+    /// Network epochs between image updates.
+    pub inner_loop: usize,
+    /// Evaluation epochs.
+    pub epoch_eval_train: usize,
+    /// Evaluation interval in iterations.
+    pub eval_every: usize,
+    /// Backend.
+    pub backend: BackendChoice,
+    /// CPU threads (`None`: all cores).
+    pub threads: Option<usize>,
+    /// Seed.
+    pub seed: u64,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Whether downloads are allowed.
+    pub download: bool,
+    /// Checkpoint interval (0: none).
+    pub checkpoint_every: usize,
+    /// Checkpoint to resume from.
+    pub resume: Option<PathBuf>,
+    /// Training subset size.
+    pub limit_train: Option<usize>,
+    /// Test subset size.
+    pub limit_test: Option<usize>,
+    /// No progress output.
+    pub quiet: bool,
+}
+
+mod dataset_serde {
+    use super::DatasetKind;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(k: &DatasetKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&k.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DatasetKind, D::Error> {
+        let s = String::deserialize(d)?;
+        DatasetKind::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+fn parse_choice<T: Copy>(opt: &str, value: &str, choices: &[(&str, T)]) -> Result<T> {
+    choices
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(value))
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            Error::option(
+                opt,
+                format!(
+                    "unknown value '{value}' (expected one of: {})",
+                    names.join(", ")
+                ),
+            )
+        })
+}
+
+/// Parses a DSA strategy string into its groups (`None`/empty: no augmentation).
+pub fn parse_dsa_strategy(s: &str) -> Result<Vec<String>> {
+    if s.is_empty() || s.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    s.split('_')
+        .map(|g| {
+            if DSA_GROUPS.contains(&g) {
+                Ok(g.to_string())
+            } else {
+                Err(Error::option(
+                    "dsa-strategy",
+                    format!(
+                        "unknown augmentation '{g}' in '{s}' (groups: {}, joined by _)",
+                        DSA_GROUPS.join(", ")
+                    ),
+                ))
+            }
+        })
+        .collect()
+}
+
+impl CondenseArgs {
+    /// The values of a named preset (only `quick` exists).
+    pub fn preset(name: &str) -> Result<CondenseArgs> {
+        match name.to_ascii_lowercase().as_str() {
+            "quick" => Ok(CondenseArgs {
+                method: Some("dsa".into()),
+                dataset: Some("FashionMNIST".into()),
+                ipc: Some(1),
+                init: Some("real".into()),
+                iterations: Some(20),
+                batch_real: Some(64),
+                num_exp: Some(1),
+                num_eval: Some(2),
+                epoch_eval_train: Some(100),
+                eval_every: Some(20),
+                limit_test: Some(2000),
+                ..Default::default()
+            }),
+            other => Err(Error::option(
+                "preset",
+                format!("unknown preset '{other}' (expected: quick)"),
+            )),
+        }
+    }
+
+    /// Fills every unset option of `self` from `base`.
+    fn or(self, base: CondenseArgs) -> CondenseArgs {
+        macro_rules! pick {
+            ($($f:ident),*) => { CondenseArgs { $($f: self.$f.or(base.$f),)* no_download: self.no_download || base.no_download, quiet: self.quiet || base.quiet } };
+        }
+        pick!(
+            preset,
+            method,
+            dataset,
+            model,
+            ipc,
+            eval_mode,
+            num_exp,
+            num_eval,
+            iterations,
+            lr_img,
+            lr_net,
+            batch_real,
+            batch_train,
+            init,
+            dsa_strategy,
+            dis_metric,
+            outer_loop,
+            inner_loop,
+            epoch_eval_train,
+            eval_every,
+            backend,
+            threads,
+            seed,
+            out,
+            data_dir,
+            checkpoint_every,
+            resume,
+            limit_train,
+            limit_test
+        )
+    }
+
+    /// Applies the preset (if any) and the reference defaults, and validates.
+    pub fn resolve(&self) -> Result<CondenseConfig> {
+        let a = match &self.preset {
+            Some(p) => self.clone().or(CondenseArgs::preset(p)?),
+            None => self.clone(),
+        };
+        let method = parse_choice(
+            "method",
+            a.method.as_deref().unwrap_or("dc"),
+            &[("dc", Method::Dc), ("dsa", Method::Dsa)],
+        )?;
+        let dataset = DatasetKind::parse(a.dataset.as_deref().unwrap_or("CIFAR10"))?;
+        let model_in = a.model.as_deref().unwrap_or("ConvNet");
+        let model = MODEL_NAMES
+            .iter()
+            .find(|m| m.eq_ignore_ascii_case(model_in))
+            .ok_or_else(|| {
+                Error::option(
+                    "model",
+                    format!(
+                        "unknown model '{model_in}' (expected one of: {})",
+                        MODEL_NAMES.join(", ")
+                    ),
+                )
+            })?
+            .to_string();
+        let ipc = a.ipc.unwrap_or(1);
+        if ipc == 0 {
+            return Err(Error::option("ipc", "must be at least 1"));
+        }
+        let eval_mode = parse_choice(
+            "eval-mode",
+            a.eval_mode.as_deref().unwrap_or("S"),
+            &[("S", EvalMode::S), ("SS", EvalMode::SS)],
+        )?;
+        let init = parse_choice(
+            "init",
+            a.init.as_deref().unwrap_or("noise"),
+            &[("noise", Init::Noise), ("real", Init::Real)],
+        )?;
+        let dis_metric = parse_choice(
+            "dis-metric",
+            a.dis_metric.as_deref().unwrap_or("ours"),
+            &[
+                ("ours", DisMetric::Ours),
+                ("mse", DisMetric::Mse),
+                ("cos", DisMetric::Cos),
+            ],
+        )?;
+        let backend = parse_choice(
+            "backend",
+            a.backend.as_deref().unwrap_or("auto"),
+            &[
+                ("auto", BackendChoice::Auto),
+                ("cpu", BackendChoice::Cpu),
+                ("cuda", BackendChoice::Cuda),
+            ],
+        )?;
+        let dsa_strategy = parse_dsa_strategy(
+            a.dsa_strategy
+                .as_deref()
+                .unwrap_or(default_dsa_strategy(&dataset)),
+        )?;
+        let (outer_loop, inner_loop) = match (a.outer_loop, a.inner_loop, get_loops(ipc)) {
+            (Some(o), Some(i), _) => (o, i),
+            (o, i, Some((do_, di))) => (o.unwrap_or(do_), i.unwrap_or(di)),
+            (_, _, None) => {
+                return Err(Error::option(
+                    "ipc",
+                    format!(
+                        "no default loop sizes for ipc {ipc} (get_loops covers 1, 10, 20, 30, 40, 50); \
+                         pass --outer-loop and --inner-loop (e.g. 50 and 10, or 20 and 25)"
+                    ),
+                ))
+            }
+        };
+        let positive = |name: &str, v: usize| -> Result<usize> {
+            if v == 0 {
+                Err(Error::option(name, "must be at least 1"))
+            } else {
+                Ok(v)
+            }
+        };
+        positive("outer-loop", outer_loop)?;
+        positive("inner-loop", inner_loop)?;
+        let lr = |name: &str, v: f64| -> Result<f64> {
+            if v.is_finite() && v > 0.0 {
+                Ok(v)
+            } else {
+                Err(Error::option(
+                    name,
+                    format!("must be a positive finite number, got {v}"),
+                ))
+            }
+        };
+        let eval_models_dc_aug = matches!(dataset, DatasetKind::Mnist) || model == "ConvNetBN";
+        let epoch_eval_train = a.epoch_eval_train.unwrap_or(match method {
+            Method::Dsa => 1000,
+            Method::Dc if eval_models_dc_aug => 1000,
+            Method::Dc => 300,
+        });
+        if let Some(t) = a.threads {
+            positive("threads", t)?;
+        }
+        if a.limit_train == Some(0) {
+            return Err(Error::option("limit-train", "must be at least 1"));
+        }
+        if a.limit_test == Some(0) {
+            return Err(Error::option("limit-test", "must be at least 1"));
+        }
+        Ok(CondenseConfig {
+            method,
+            dataset,
+            model,
+            ipc,
+            eval_mode,
+            num_exp: positive("num-exp", a.num_exp.unwrap_or(5))?,
+            num_eval: positive("num-eval", a.num_eval.unwrap_or(20))?,
+            iterations: a.iterations.unwrap_or(1000),
+            lr_img: lr("lr-img", a.lr_img.unwrap_or(0.1))?,
+            lr_net: lr("lr-net", a.lr_net.unwrap_or(0.01))?,
+            batch_real: positive("batch-real", a.batch_real.unwrap_or(256))?,
+            batch_train: positive("batch-train", a.batch_train.unwrap_or(256))?,
+            init,
+            dsa_strategy,
+            dis_metric,
+            outer_loop,
+            inner_loop,
+            epoch_eval_train,
+            eval_every: positive("eval-every", a.eval_every.unwrap_or(500))?,
+            backend,
+            threads: a.threads,
+            seed: a.seed.unwrap_or(0),
+            out: a.out.unwrap_or_else(|| PathBuf::from("result")),
+            data_dir: a.data_dir,
+            download: !a.no_download,
+            checkpoint_every: a.checkpoint_every.unwrap_or(0),
+            resume: a.resume,
+            limit_train: a.limit_train,
+            limit_test: a.limit_test,
+            quiet: a.quiet,
+        })
+    }
+}
+
+impl CondenseConfig {
+    /// Checks the configuration against a loaded dataset: every class must hold at
+    /// least `ipc` training images, and the test split must not be empty.
+    pub fn check_dataset(&self, ds: &Dataset) -> Result<()> {
+        let idx = crate::data::ClassIndex::new(&ds.train.labels, ds.num_classes);
+        for c in 0..ds.num_classes {
+            let n = idx.class_len(c);
+            if n < self.ipc {
+                return Err(Error::option(
+                    "ipc",
+                    format!(
+                        "{} images per class requested, but class {c} ({}) of {} has only {n} training images",
+                        self.ipc,
+                        ds.class_names.get(c).map(String::as_str).unwrap_or("?"),
+                        ds.name
+                    ),
+                ));
+            }
+        }
+        if ds.test.n == 0 {
+            return Err(Error::option(
+                "dataset",
+                format!("{} has no test split to evaluate on", ds.name),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Evaluation model names (SPEC §5.8): for `S` the training model with the
+    /// part from `BN` onward removed, for `SS` the training model itself.
+    pub fn eval_models(&self) -> Vec<String> {
+        match self.eval_mode {
+            EvalMode::SS => vec![self.model.clone()],
+            EvalMode::S => vec![match self.model.find("BN") {
+                Some(i) => self.model[..i].to_string(),
+                None => self.model.clone(),
+            }],
+        }
+    }
+
+    /// Iterations at which the synthetic set is evaluated: every `eval_every`
+    /// from 0, plus the last iteration.
+    pub fn eval_iterations(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..=self.iterations).step_by(self.eval_every).collect();
+        if v.last() != Some(&self.iterations) {
+            v.push(self.iterations);
+        }
+        v
+    }
+
+    /// The method's name as the output files spell it (`DC`, `DSA`).
+    pub fn method_name(&self) -> &'static str {
+        match self.method {
+            Method::Dc => "DC",
+            Method::Dsa => "DSA",
+        }
+    }
+
+    /// The configuration as JSON (for the report and checkpoints).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}

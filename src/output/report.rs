@@ -1,0 +1,119 @@
+//! The JSON report of a run (`report.json`): configuration, seed, backend,
+//! per-iteration loss, evaluation accuracies, final statistics, timings.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Mean loss of one iteration (total matching loss / (K * outer_loop), SPEC §4.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossRecord {
+    /// Experiment index.
+    pub experiment: usize,
+    /// Iteration index.
+    pub iteration: usize,
+    /// Mean matching loss.
+    pub loss: f64,
+}
+
+/// The test accuracies of one evaluation point for one evaluation model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// Experiment index.
+    pub experiment: usize,
+    /// Iteration at which the synthetic set was evaluated.
+    pub iteration: usize,
+    /// Evaluation model name.
+    pub model: String,
+    /// Test accuracy of each trained network, as a fraction in [0, 1].
+    pub accuracies: Vec<f64>,
+    /// Their mean and population std.
+    pub summary: Summary,
+}
+
+/// Mean and population standard deviation (ddof 0, SPEC §5.7) of accuracies.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Mean.
+    pub mean: f64,
+    /// Population standard deviation.
+    pub std: f64,
+    /// Number of values.
+    pub n: usize,
+}
+
+impl Summary {
+    /// Summary of `v` (mean 0, std 0 for an empty slice).
+    pub fn of(v: &[f64]) -> Summary {
+        if v.is_empty() {
+            return Summary {
+                mean: 0.0,
+                std: 0.0,
+                n: 0,
+            };
+        }
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+        Summary {
+            mean,
+            std: var.sqrt(),
+            n: v.len(),
+        }
+    }
+}
+
+/// A run's report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// `dsa-condense <version>`.
+    pub tool: String,
+    /// Subcommand (`condense`, `evaluate`, `baseline`).
+    pub command: String,
+    /// The resolved configuration.
+    pub config: serde_json::Value,
+    /// Dataset name.
+    pub dataset: String,
+    /// Backend used.
+    pub backend: String,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Per-iteration mean loss.
+    pub losses: Vec<LossRecord>,
+    /// Every evaluation point.
+    pub evaluations: Vec<EvalRecord>,
+    /// Per evaluation model, the statistics over all final accuracies.
+    pub final_accuracy: BTreeMap<String, Summary>,
+    /// Named wall-clock timings in seconds.
+    pub timings: BTreeMap<String, f64>,
+    /// Files written (relative to the output directory).
+    pub outputs: Vec<String>,
+}
+
+impl Report {
+    /// A report with the tool's name and version filled in.
+    pub fn new(command: &str) -> Report {
+        Report {
+            tool: format!("dsa-condense {}", env!("CARGO_PKG_VERSION")),
+            command: command.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Writes the report as pretty JSON, atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::data(path, format!("cannot serialise report: {e}")))?;
+        super::atomic_write(path, &json)
+    }
+
+    /// Reads a report written by [`Report::write`].
+    pub fn read(path: &Path) -> Result<Report> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::data(path, format!("invalid report JSON: {e}")))
+    }
+}

@@ -1,0 +1,220 @@
+//! The `dsa-condense` binary and the configuration it resolves.
+
+use std::process::{Command, Output};
+
+use dsa_condense::condense::config::{get_loops, CondenseArgs, DisMetric, Method};
+use dsa_condense::data::DatasetKind;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dsa-condense"))
+        .args(args)
+        .env_remove("DSA_DATA_DIR")
+        .output()
+        .expect("run dsa-condense")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn info_reports_version_and_backends() {
+    let o = run(&["info"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+    assert!(out.contains("cpu: available"), "{out}");
+    assert!(out.contains("cuda: "), "{out}");
+}
+
+#[test]
+fn help_lists_subcommands_and_options() {
+    let o = run(&["--help"]);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    for s in ["condense", "evaluate", "baseline", "info"] {
+        assert!(out.contains(s), "{s} missing from help: {out}");
+    }
+    let o = run(&["condense", "--help"]);
+    let (out, _) = text(&o);
+    for s in [
+        "--ipc",
+        "--dsa-strategy",
+        "--outer-loop",
+        "--preset",
+        "--data-dir",
+        "--resume",
+    ] {
+        assert!(out.contains(s), "{s} missing: {out}");
+    }
+}
+
+fn fails_naming(args: &[&str], needle: &str) {
+    let o = run(args);
+    let (_, err) = text(&o);
+    assert!(!o.status.success(), "{args:?} should fail");
+    assert!(
+        err.contains(needle),
+        "{args:?}: stderr does not name {needle}: {err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("stack backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_options_fail_with_the_option_named() {
+    fails_naming(&["condense", "--ipc", "0"], "--ipc");
+    fails_naming(&["condense", "--ipc", "7"], "--outer-loop");
+    fails_naming(&["condense", "--method", "foo"], "--method");
+    fails_naming(&["condense", "--dataset", "imagenet"], "--dataset");
+    fails_naming(&["condense", "--model", "ResNet99"], "--model");
+    fails_naming(
+        &["condense", "--dsa-strategy", "color_blur"],
+        "--dsa-strategy",
+    );
+    fails_naming(&["condense", "--dis-metric", "l1"], "--dis-metric");
+    fails_naming(&["condense", "--ipc", "abc"], "--ipc");
+    fails_naming(&["condense", "--preset", "slow"], "--preset");
+    fails_naming(&["condense", "--no-such-option"], "--no-such-option");
+}
+
+#[test]
+fn ipc_larger_than_a_class_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("folder");
+    for class in ["a", "b"] {
+        for split in ["train", "test"] {
+            let p = d.join(split).join(class);
+            std::fs::create_dir_all(&p).unwrap();
+            image::GrayImage::new(4, 4).save(p.join("0.png")).unwrap();
+        }
+    }
+    let ds = format!("folder:{}", d.display());
+    let out = dir.path().join("out");
+    let o = run(&[
+        "condense",
+        "--dataset",
+        &ds,
+        "--ipc",
+        "10",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("--ipc") && err.contains("only 1"), "{err}");
+}
+
+#[test]
+fn unwritable_out_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("file");
+    std::fs::write(&f, b"x").unwrap();
+    let out = f.join("out");
+    fails_naming(
+        &[
+            "condense",
+            "--out",
+            out.to_str().unwrap(),
+            "--dataset",
+            "MNIST",
+        ],
+        "--out",
+    );
+}
+
+#[test]
+fn missing_data_gives_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = run(&[
+        "condense",
+        "--dataset",
+        "CIFAR100",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--no-download",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("not found") && err.contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn defaults_follow_the_reference() {
+    let c = CondenseArgs::default().resolve().unwrap();
+    assert_eq!(c.method, Method::Dc);
+    assert_eq!(c.dataset, DatasetKind::Cifar10);
+    assert_eq!(
+        (c.ipc, c.num_exp, c.num_eval, c.iterations),
+        (1, 5, 20, 1000)
+    );
+    assert_eq!(
+        (c.lr_img, c.lr_net, c.batch_real, c.batch_train),
+        (0.1, 0.01, 256, 256)
+    );
+    assert_eq!(c.dis_metric, DisMetric::Ours);
+    assert_eq!((c.outer_loop, c.inner_loop), (1, 1));
+    assert_eq!(c.epoch_eval_train, 300);
+    assert_eq!(c.eval_iterations(), vec![0, 500, 1000]);
+    assert_eq!(
+        c.dsa_strategy.join("_"),
+        "color_crop_cutout_flip_scale_rotate"
+    );
+
+    let a = CondenseArgs {
+        method: Some("DSA".into()),
+        dataset: Some("SVHN".into()),
+        ipc: Some(10),
+        model: Some("convnetbn".into()),
+        ..Default::default()
+    };
+    let c = a.resolve().unwrap();
+    assert_eq!(
+        c.dsa_strategy.join("_"),
+        "color_crop_cutout_scale_rotate",
+        "no flip for digits"
+    );
+    assert_eq!((c.outer_loop, c.inner_loop), (10, 50));
+    assert_eq!(c.epoch_eval_train, 1000);
+    assert_eq!(c.model, "ConvNetBN");
+    assert_eq!(c.eval_models(), vec!["ConvNet"]);
+    assert_eq!(get_loops(50), Some((50, 10)));
+    assert_eq!(get_loops(7), None);
+
+    let c = CondenseArgs {
+        ipc: Some(100),
+        outer_loop: Some(100),
+        inner_loop: Some(2),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap();
+    assert_eq!((c.outer_loop, c.inner_loop), (100, 2));
+
+    // The preset fills unset options; explicit ones win.
+    let c = CondenseArgs {
+        preset: Some("quick".into()),
+        iterations: Some(5),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap();
+    assert_eq!(
+        (c.method, c.iterations, c.dataset.clone()),
+        (Method::Dsa, 5, DatasetKind::FashionMnist)
+    );
+    assert_eq!(c.batch_real, 64);
+    let json = c.to_json();
+    assert_eq!(json["dataset"], "FashionMNIST");
+}

@@ -1,0 +1,289 @@
+//! Kernel parity: every kernel of `kernels/*.cu` against the CPU reference
+//! (`Cpu<f32>`), on fresh random inputs at several shapes, including sizes that are
+//! not multiples of any tile. One test body per op, run on two backends: `emu`
+//! (always) and `cuda` (when this machine has a usable GPU; otherwise the test
+//! prints "skipped: <why>" and passes).
+//!
+//! Outputs are poisoned with NaN before the launch, so an element the kernel forgets
+//! to write fails; ops with `acc = true` (and in-place ops) start from random finite
+//! values instead and check the accumulation.
+//!
+//! Error model: f32 kernels against an f32 reference that sums in another order, so
+//! the relative error of the whole output, ||out - ref|| / ||ref||, stays near
+//! eps * sqrt(reduction length); the bound 1e-5 holds up to reductions of ~10^4
+//! terms. Any NaN or infinity fails. Failures report the max abs/rel error and the
+//! first element outside |d| <= 1e-6 + 1e-4 |ref|.
+
+use dsa_condense::backend::cpu::Cpu;
+use dsa_condense::backend::cuda::Cuda;
+use dsa_condense::backend::emu::Emu;
+use dsa_condense::backend::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::sync::OnceLock;
+
+const REL_TOL: f64 = 1e-5;
+
+fn cpu() -> &'static Cpu<f32> {
+    static CPU: OnceLock<Cpu<f32>> = OnceLock::new();
+    CPU.get_or_init(|| Cpu::new(2).expect("cpu backend"))
+}
+
+fn cuda() -> Option<&'static Cuda> {
+    static CUDA: OnceLock<Result<Cuda, String>> = OnceLock::new();
+    match CUDA.get_or_init(|| Cuda::new(0).map_err(|e| e.to_string())) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("skipped: cuda backend unavailable: {e}");
+            None
+        }
+    }
+}
+
+fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+fn rand_vec(r: &mut ChaCha8Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| r.random_range(lo..hi)).collect()
+}
+
+fn nan_vec(n: usize) -> Vec<f32> {
+    vec![f32::NAN; n]
+}
+
+/// ||got - want|| / ||want|| < REL_TOL, no non-finite value, same length.
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().position(|v| !v.is_finite()) {
+        panic!("{what}: non-finite output {} at index {i} (ref {})", got[i], want[i]);
+    }
+    let (mut num, mut den, mut max_abs, mut max_rel) = (0f64, 0f64, 0f64, 0f64);
+    let mut first_bad = None;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let d = (g as f64 - w as f64).abs();
+        num += d * d;
+        den += (w as f64) * (w as f64);
+        max_abs = max_abs.max(d);
+        if w != 0.0 {
+            max_rel = max_rel.max(d / (w as f64).abs());
+        }
+        if first_bad.is_none() && d > 1e-6 + 1e-4 * (w as f64).abs() {
+            first_bad = Some(i);
+        }
+    }
+    let rel = if den > 0.0 { (num / den).sqrt() } else { num.sqrt() };
+    assert!(
+        rel < REL_TOL,
+        "{what}: relative error {rel:.3e} >= {REL_TOL:e} (max abs {max_abs:.3e}, max rel \
+         {max_rel:.3e}, first mismatch {:?})",
+        first_bad.map(|i| (i, got[i], want[i]))
+    );
+}
+
+/// Declares `mod $name { emu, cuda }` running one generic body on both backends.
+macro_rules! parity {
+    ($(#[$m:meta])* $name:ident, $body:ident) => {
+        mod $name {
+            use super::*;
+            $(#[$m])*
+            #[test]
+            fn emu() {
+                $body(&Emu::new());
+            }
+            $(#[$m])*
+            #[test]
+            fn cuda() {
+                if let Some(c) = super::cuda() {
+                    $body(c);
+                }
+            }
+        }
+    };
+}
+
+// ---- memory ---------------------------------------------------------------------
+
+fn body_fill<B: Backend<E = f32>>(b: &B) {
+    for (i, n) in [1usize, 1000, 4097].into_iter().enumerate() {
+        let mut r = rng(10 + i as u64);
+        let v: f32 = r.random_range(-3.0..3.0);
+        let mut y = b.upload(&nan_vec(n)).unwrap();
+        b.fill(&mut y, v).unwrap();
+        let mut yc = cpu().upload(&nan_vec(n)).unwrap();
+        cpu().fill(&mut yc, v).unwrap();
+        assert_close(&format!("fill n={n}"), &b.download(&y).unwrap(), &yc);
+    }
+}
+parity!(fill, body_fill);
+
+fn body_copy_range<B: Backend<E = f32>>(b: &B) {
+    // (dst len, dst_off, src len, src_off, len): aligned and unaligned offsets
+    for (i, (dl, doff, sl, soff, len)) in [
+        (10, 0, 10, 0, 10),
+        (100, 3, 50, 1, 45),
+        (1031, 4, 2000, 8, 1027),
+        (600, 1, 600, 2, 5),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = rng(20 + i as u64);
+        let src = rand_vec(&mut r, sl, -1.0, 1.0);
+        let dst0 = rand_vec(&mut r, dl, -1.0, 1.0);
+        let s = b.upload(&src).unwrap();
+        let mut d = b.upload(&dst0).unwrap();
+        b.copy_range(&mut d, doff, &s, soff, len).unwrap();
+        let mut dc = dst0.clone();
+        cpu().copy_range(&mut dc, doff, &src, soff, len).unwrap();
+        assert_close(&format!("copy_range case {i}"), &b.download(&d).unwrap(), &dc);
+    }
+}
+parity!(copy_range, body_copy_range);
+
+fn body_axpy<B: Backend<E = f32>>(b: &B) {
+    for (i, n) in [7usize, 1024, 5003].into_iter().enumerate() {
+        let mut r = rng(30 + i as u64);
+        let (x, y0) = (rand_vec(&mut r, n, -1.0, 1.0), rand_vec(&mut r, n, -1.0, 1.0));
+        let a: f32 = r.random_range(-2.0..2.0);
+        let mut y = b.upload(&y0).unwrap();
+        b.axpy(&mut y, a, &b.upload(&x).unwrap()).unwrap();
+        let mut yc = y0.clone();
+        cpu().axpy(&mut yc, a, &x).unwrap();
+        assert_close(&format!("axpy n={n}"), &b.download(&y).unwrap(), &yc);
+    }
+}
+parity!(axpy, body_axpy);
+
+fn body_gather_rows<B: Backend<E = f32>>(b: &B) {
+    for (i, (src_rows, nrows, row_len)) in [(3usize, 1usize, 5usize), (40, 17, 33), (9, 64, 7)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut r = rng(40 + i as u64);
+        let src = rand_vec(&mut r, src_rows * row_len, -1.0, 1.0);
+        let rows: Vec<u32> = (0..nrows).map(|_| r.random_range(0..src_rows as u32)).collect();
+        let mut d = b.upload(&nan_vec(nrows * row_len)).unwrap();
+        b.gather_rows(&mut d, &b.upload(&src).unwrap(), &rows, row_len).unwrap();
+        let mut dc = nan_vec(nrows * row_len);
+        cpu().gather_rows(&mut dc, &src, &rows, row_len).unwrap();
+        assert_close(&format!("gather_rows case {i}"), &b.download(&d).unwrap(), &dc);
+    }
+}
+parity!(gather_rows, body_gather_rows);
+
+// ---- activations ----------------------------------------------------------------
+
+const ACTS: [Act; 4] = [Act::Relu, Act::Sigmoid, Act::LeakyRelu, Act::Swish];
+
+fn body_act<B: Backend<E = f32>>(b: &B) {
+    for (i, n) in [1usize, 257, 4099].into_iter().enumerate() {
+        for act in ACTS {
+            let mut r = rng(50 + i as u64);
+            let x = rand_vec(&mut r, n, -4.0, 4.0);
+            let dy = rand_vec(&mut r, n, -1.0, 1.0);
+            let dydot = rand_vec(&mut r, n, -1.0, 1.0);
+            let xdot = rand_vec(&mut r, n, -1.0, 1.0);
+            let (xb, dyb) = (b.upload(&x).unwrap(), b.upload(&dy).unwrap());
+            let what = format!("{act:?} n={n}");
+
+            let mut y = b.upload(&nan_vec(n)).unwrap();
+            b.act_fwd(&mut y, &xb, act).unwrap();
+            let mut yc = nan_vec(n);
+            cpu().act_fwd(&mut yc, &x, act).unwrap();
+            assert_close(&format!("act_fwd {what}"), &b.download(&y).unwrap(), &yc);
+
+            let mut dx = b.upload(&nan_vec(n)).unwrap();
+            b.act_bwd(&mut dx, &dyb, &xb, act).unwrap();
+            let mut dxc = nan_vec(n);
+            cpu().act_bwd(&mut dxc, &dy, &x, act).unwrap();
+            assert_close(&format!("act_bwd {what}"), &b.download(&dx).unwrap(), &dxc);
+
+            let mut dx = b.upload(&nan_vec(n)).unwrap();
+            let mut dxdot = b.upload(&nan_vec(n)).unwrap();
+            let (dydotb, xdotb) = (b.upload(&dydot).unwrap(), b.upload(&xdot).unwrap());
+            b.act_dual_bwd(&mut dx, &mut dxdot, &dyb, &dydotb, &xb, &xdotb, act).unwrap();
+            let (mut dxc, mut dxdotc) = (nan_vec(n), nan_vec(n));
+            cpu().act_dual_bwd(&mut dxc, &mut dxdotc, &dy, &dydot, &x, &xdot, act).unwrap();
+            assert_close(&format!("act_dual_bwd dx {what}"), &b.download(&dx).unwrap(), &dxc);
+            assert_close(
+                &format!("act_dual_bwd dxdot {what}"),
+                &b.download(&dxdot).unwrap(),
+                &dxdotc,
+            );
+        }
+    }
+}
+parity!(act, body_act);
+
+// ---- pooling --------------------------------------------------------------------
+
+fn body_pool<B: Backend<E = f32>>(b: &B) {
+    // (planes, h, w): odd sizes leave a last row/column no window covers
+    for (i, (planes, h, w)) in [(1u32, 2u32, 2u32), (3, 5, 7), (8, 16, 16), (2, 9, 4)]
+        .into_iter()
+        .enumerate()
+    {
+        for kind in [PoolKind::Avg, PoolKind::Max] {
+            let s = PoolShape { planes, h, w };
+            let (xl, yl) = ((planes * h * w) as usize, (planes * (h / 2) * (w / 2)) as usize);
+            let mut r = rng(60 + i as u64);
+            // values on a coarse grid so that max windows contain ties
+            let x: Vec<f32> = (0..xl).map(|_| r.random_range(-4i32..4) as f32 * 0.5).collect();
+            let xdot = rand_vec(&mut r, xl, -1.0, 1.0);
+            let dy = rand_vec(&mut r, yl, -1.0, 1.0);
+            let xb = b.upload(&x).unwrap();
+            let what = format!("{kind:?} {planes}x{h}x{w}");
+
+            let mut y = b.upload(&nan_vec(yl)).unwrap();
+            b.pool_fwd(&mut y, &xb, &s, kind).unwrap();
+            let mut yc = nan_vec(yl);
+            cpu().pool_fwd(&mut yc, &x, &s, kind).unwrap();
+            assert_close(&format!("pool_fwd {what}"), &b.download(&y).unwrap(), &yc);
+
+            let mut dx = b.upload(&nan_vec(xl)).unwrap();
+            b.pool_bwd(&mut dx, &b.upload(&dy).unwrap(), &xb, &s, kind).unwrap();
+            let mut dxc = nan_vec(xl);
+            cpu().pool_bwd(&mut dxc, &dy, &x, &s, kind).unwrap();
+            assert_close(&format!("pool_bwd {what}"), &b.download(&dx).unwrap(), &dxc);
+
+            let mut yd = b.upload(&nan_vec(yl)).unwrap();
+            b.pool_jvp(&mut yd, &xb, &b.upload(&xdot).unwrap(), &s, kind).unwrap();
+            let mut ydc = nan_vec(yl);
+            cpu().pool_jvp(&mut ydc, &x, &xdot, &s, kind).unwrap();
+            assert_close(&format!("pool_jvp {what}"), &b.download(&yd).unwrap(), &ydc);
+        }
+    }
+}
+parity!(pool, body_pool);
+
+// ---- SGD ------------------------------------------------------------------------
+
+fn body_sgd<B: Backend<E = f32>>(b: &B) {
+    for (i, (n, momentum, wd)) in [(5usize, 0.0f32, 0.0f32), (1000, 0.9, 5e-4), (3001, 0.5, 0.0)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut r = rng(70 + i as u64);
+        let (p0, g, m0) = (
+            rand_vec(&mut r, n, -1.0, 1.0),
+            rand_vec(&mut r, n, -1.0, 1.0),
+            rand_vec(&mut r, n, -1.0, 1.0),
+        );
+        let hp = SgdParams { lr: 0.01, momentum, weight_decay: wd };
+        let (mut p, mut m) = (b.upload(&p0).unwrap(), b.upload(&m0).unwrap());
+        // two steps: the second reads the momentum the first wrote
+        for _ in 0..2 {
+            b.sgd_step(&mut p, &b.upload(&g).unwrap(), &mut m, hp).unwrap();
+        }
+        let (mut pc, mut mc) = (p0.clone(), m0.clone());
+        for _ in 0..2 {
+            cpu().sgd_step(&mut pc, &g, &mut mc, hp).unwrap();
+        }
+        assert_close(&format!("sgd p case {i}"), &b.download(&p).unwrap(), &pc);
+        if momentum != 0.0 {
+            assert_close(&format!("sgd momentum case {i}"), &b.download(&m).unwrap(), &mc);
+        }
+    }
+}
+parity!(sgd, body_sgd);

@@ -1,0 +1,294 @@
+//! The condensation pipeline end to end: the library loop on small random data
+//! (resume equals an uninterrupted run bit for bit, NaN stops the run, BatchNorm
+//! and DC paths, seeds), and the binary on real Fashion-MNIST.
+
+use std::path::Path;
+use std::process::Command;
+
+use dsa_condense::backend::cpu::Cpu;
+use dsa_condense::condense::config::{CondenseArgs, CondenseConfig};
+use dsa_condense::condense::{run, Observer, RunFiles, RunResult, Silent};
+use dsa_condense::data::{Dataset, RawSplit};
+use dsa_condense::output::report::EvalRecord;
+use dsa_condense::Error;
+use rand::{Rng, SeedableRng};
+
+/// 4 classes of 1x10x10 images: class c is a bright band at rows 2c..2c+2 plus noise,
+/// so the classes are learnable.
+fn toy_dataset(per_class: usize) -> Dataset {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
+    let mut split = |n: usize| {
+        let mut pixels = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..n * 4 {
+            let c = (i % 4) as u32;
+            for r in 0..10 {
+                for _ in 0..10 {
+                    let base = if r / 2 == c as usize { 200.0 } else { 40.0 };
+                    let v: f64 = base + rng.random_range(-30.0..30.0);
+                    pixels.push(v as u8);
+                }
+            }
+            labels.push(c);
+        }
+        RawSplit { pixels, labels }
+    };
+    let train = split(per_class);
+    let test = split(10);
+    Dataset::from_raw("toy", "toy", (1, 10, 10), 4, vec![0.3], vec![0.3], &train, &test)
+        .expect("toy dataset")
+}
+
+fn config(extra: &[(&str, &str)]) -> CondenseConfig {
+    let mut a = CondenseArgs {
+        method: Some("dsa".into()),
+        dataset: Some("FashionMNIST".into()),
+        model: Some("ConvNetW32".into()),
+        ipc: Some(2),
+        outer_loop: Some(2),
+        inner_loop: Some(1),
+        iterations: Some(3),
+        batch_real: Some(6),
+        batch_train: Some(5),
+        num_exp: Some(1),
+        num_eval: Some(1),
+        epoch_eval_train: Some(2),
+        eval_every: Some(2),
+        init: Some("real".into()),
+        seed: Some(7),
+        threads: Some(1),
+        ..Default::default()
+    };
+    for (k, v) in extra {
+        match *k {
+            "method" => a.method = Some(v.to_string()),
+            "model" => a.model = Some(v.to_string()),
+            "lr_img" => a.lr_img = Some(v.parse().unwrap()),
+            "seed" => a.seed = Some(v.parse().unwrap()),
+            "init" => a.init = Some(v.to_string()),
+            "num_exp" => a.num_exp = Some(v.parse().unwrap()),
+            other => panic!("test config: unknown key {other}"),
+        }
+    }
+    a.resolve().expect("valid test configuration")
+}
+
+fn files(dir: &Path, every: usize) -> RunFiles {
+    RunFiles {
+        dir: dir.to_path_buf(),
+        checkpoint: dir.join("checkpoint.safetensors"),
+        checkpoint_every: every,
+    }
+}
+
+/// Stops the run after `after` iterations.
+struct StopAfter {
+    left: usize,
+}
+
+impl Observer for StopAfter {
+    fn iteration(&mut self, _: usize, _: usize, _: f64) {}
+    fn evaluation(&mut self, _: &EvalRecord) {}
+    fn message(&mut self, _: &str) {}
+    fn keep_going(&mut self) -> bool {
+        self.left -= 1;
+        self.left > 0
+    }
+}
+
+fn run_cpu(cfg: &CondenseConfig, ds: &Dataset, files: Option<&RunFiles>, resume: Option<&Path>, obs: &mut dyn Observer) -> dsa_condense::Result<RunResult> {
+    let be = Cpu::<f32>::new(1).unwrap();
+    run(&be, cfg, ds, files, resume, obs)
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn resumed_run_equals_uninterrupted_run_bit_for_bit() {
+    let ds = toy_dataset(12);
+    let cfg = config(&[("num_exp", "2")]);
+    let full_dir = tempfile::tempdir().unwrap();
+    let full = run_cpu(&cfg, &ds, Some(&files(full_dir.path(), 1)), None, &mut Silent).unwrap();
+    assert_eq!(full.experiments.len(), 2);
+    assert_eq!(full.losses.len(), 2 * 4);
+    assert!(full.losses.iter().all(|l| l.loss.is_finite() && l.loss > 0.0));
+    // Evaluations at iterations 0, 2, 3 of both experiments, one model each.
+    assert_eq!(full.evaluations.len(), 2 * 3);
+
+    // Interrupt in the middle of the first experiment, and once more in the second.
+    let dir = tempfile::tempdir().unwrap();
+    let f = files(dir.path(), 0);
+    let e = run_cpu(&cfg, &ds, Some(&f), None, &mut StopAfter { left: 2 }).unwrap_err();
+    assert!(matches!(e, Error::Interrupted(_)), "{e}");
+    assert!(f.checkpoint.exists(), "an interrupted run leaves a checkpoint");
+    let e = run_cpu(&cfg, &ds, Some(&f), Some(&f.checkpoint), &mut StopAfter { left: 3 }).unwrap_err();
+    assert!(matches!(e, Error::Interrupted(_)), "{e}");
+    let resumed = run_cpu(&cfg, &ds, Some(&f), Some(&f.checkpoint), &mut Silent).unwrap();
+
+    assert_eq!(resumed.experiments.len(), 2);
+    for (a, b) in full.experiments.iter().zip(&resumed.experiments) {
+        assert_eq!(bits(&a.images), bits(&b.images), "synthetic sets differ after resume");
+        assert_eq!(a.labels, b.labels);
+    }
+    let la: Vec<u64> = full.losses.iter().map(|l| l.loss.to_bits()).collect();
+    let lb: Vec<u64> = resumed.losses.iter().map(|l| l.loss.to_bits()).collect();
+    assert_eq!(la, lb, "loss history differs after resume");
+    assert_eq!(full.evaluations, resumed.evaluations);
+}
+
+#[test]
+fn resume_refuses_another_configuration() {
+    let ds = toy_dataset(12);
+    let cfg = config(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let f = files(dir.path(), 1);
+    run_cpu(&cfg, &ds, Some(&f), None, &mut StopAfter { left: 1 }).unwrap_err();
+    let other = config(&[("seed", "8")]);
+    let e = run_cpu(&other, &ds, Some(&f), Some(&f.checkpoint), &mut Silent).unwrap_err();
+    assert!(e.to_string().contains("another configuration"), "{e}");
+}
+
+#[test]
+fn same_seed_same_set_other_seed_other_set() {
+    let ds = toy_dataset(12);
+    let a = run_cpu(&config(&[]), &ds, None, None, &mut Silent).unwrap();
+    let b = run_cpu(&config(&[]), &ds, None, None, &mut Silent).unwrap();
+    let c = run_cpu(&config(&[("seed", "8")]), &ds, None, None, &mut Silent).unwrap();
+    assert_eq!(bits(&a.experiments[0].images), bits(&b.experiments[0].images));
+    assert_ne!(bits(&a.experiments[0].images), bits(&c.experiments[0].images));
+}
+
+#[test]
+fn condensation_moves_the_images_with_finite_losses() {
+    let ds = toy_dataset(12);
+    let mut args_cfg = config(&[("init", "noise")]);
+    args_cfg.iterations = 6;
+    args_cfg.eval_every = 100;
+    let r = run_cpu(&args_cfg, &ds, None, None, &mut Silent).unwrap();
+    let first = r.losses.first().unwrap().loss;
+    assert!(r.losses.iter().all(|l| l.loss.is_finite()));
+    // Different networks every iteration make single losses noisy; the images
+    // must have moved away from their initialisation in any case.
+    let again = {
+        let mut c = args_cfg.clone();
+        c.iterations = 0;
+        run_cpu(&c, &ds, None, None, &mut Silent).unwrap()
+    };
+    let moved: f32 = r.experiments[0]
+        .images
+        .iter()
+        .zip(&again.experiments[0].images)
+        .map(|(a, b)| (a - b).abs())
+        .sum();
+    assert!(moved > 0.0 && first > 0.0);
+}
+
+#[test]
+fn exploding_images_stop_with_a_non_finite_error_naming_the_iteration() {
+    let ds = toy_dataset(12);
+    let cfg = config(&[("lr_img", "1e38"), ("init", "noise")]);
+    let dir = tempfile::tempdir().unwrap();
+    let e = run_cpu(&cfg, &ds, Some(&files(dir.path(), 1)), None, &mut Silent).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::NonFinite(_)), "{msg}");
+    assert!(msg.contains("iteration"), "{msg}");
+}
+
+#[test]
+fn dc_with_batchnorm_runs_and_evaluates_without_bn() {
+    let ds = toy_dataset(20);
+    let cfg = config(&[("method", "dc"), ("model", "ConvNetBN")]);
+    let r = run_cpu(&cfg, &ds, None, None, &mut Silent).unwrap();
+    assert!(r.losses.iter().all(|l| l.loss.is_finite()));
+    // Eval mode S drops the BN suffix (SPEC §5.8).
+    assert!(r.evaluations.iter().all(|e| e.model == "ConvNet"), "{:?}", r.evaluations);
+    assert!(r.evaluations.iter().all(|e| e.accuracies.iter().all(|a| (0.0..=1.0).contains(a))));
+}
+
+// ---- the binary on real data ------------------------------------------------
+
+const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+fn bin(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dsa-condense"))
+        .args(args)
+        .output()
+        .expect("run dsa-condense")
+}
+
+#[test]
+fn binary_condenses_evaluates_and_baselines_fashion_mnist() {
+    if !Path::new(FMNIST).join("train-images-idx3-ubyte.gz").exists() {
+        println!("skipped: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out_s = out.to_str().unwrap();
+    let common = [
+        "--dataset", "FashionMNIST", "--data-dir", FMNIST, "--no-download", "--model", "ConvNetW32",
+        "--ipc", "1", "--num-exp", "1", "--num-eval", "2", "--epoch-eval-train", "3",
+        "--limit-train", "2000", "--limit-test", "500", "--backend", "cpu", "--quiet",
+        "--seed", "3",
+    ];
+    let mut args = vec!["condense", "--method", "dsa", "--init", "real", "--iterations", "2",
+        "--eval-every", "2", "--batch-real", "16", "--checkpoint-every", "1", "--out", out_s];
+    args.extend(common);
+    let o = bin(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "condense failed: {err}");
+    assert!(stdout.contains("test accuracy"), "{stdout}");
+
+    let set = dsa_condense::output::read_synset(&out.join("synset.safetensors")).unwrap();
+    assert_eq!(set.shape, [10, 1, 28, 28]);
+    assert_eq!(set.labels, (0..10).collect::<Vec<u32>>());
+    assert!(set.images.iter().all(|v| v.is_finite()));
+    assert_eq!(set.metadata.get("dataset").map(String::as_str), Some("FashionMNIST"));
+    assert_eq!(set.metadata.get("method").map(String::as_str), Some("DSA"));
+    assert_eq!(set.metadata.get("ipc").map(String::as_str), Some("1"));
+    let png = std::fs::read(out.join("synset.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    assert!(out.join("checkpoint.safetensors").exists());
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["losses"].as_array().unwrap().len(), 3);
+    let evals = report["evaluations"].as_array().unwrap();
+    let iters: Vec<u64> = evals.iter().map(|e| e["iteration"].as_u64().unwrap()).collect();
+    assert_eq!(iters, vec![0, 2]);
+    let fin = &report["final_accuracy"]["ConvNetW32"];
+    assert_eq!(fin["n"].as_u64(), Some(2));
+    let mean = fin["mean"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&mean), "{report}");
+    assert!(report["timings"]["total_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["seed"].as_u64(), Some(3));
+
+    // Evaluate the saved set, and the random-real baseline, with the same protocol.
+    let eval_out = dir.path().join("eval");
+    let syn = out.join("synset.safetensors");
+    let mut args = vec!["evaluate", "--synset", syn.to_str().unwrap(), "--out", eval_out.to_str().unwrap()];
+    args.extend(common);
+    let o = bin(&args);
+    assert!(o.status.success(), "evaluate failed: {}", String::from_utf8_lossy(&o.stderr));
+    let base_out = dir.path().join("base");
+    let mut args = vec!["baseline", "--method", "dsa", "--out", base_out.to_str().unwrap()];
+    args.extend(common);
+    let o = bin(&args);
+    assert!(o.status.success(), "baseline failed: {}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(base_out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["command"], "baseline");
+    assert_eq!(r["final_accuracy"]["ConvNetW32"]["n"].as_u64(), Some(2));
+
+    // A corrupt synthetic set is a clear error, non-zero exit.
+    let bad = dir.path().join("bad.safetensors");
+    std::fs::write(&bad, b"not a safetensors file").unwrap();
+    let mut args = vec!["evaluate", "--synset", bad.to_str().unwrap(), "--out", eval_out.to_str().unwrap()];
+    args.extend(common);
+    let o = bin(&args);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.safetensors"));
+}
