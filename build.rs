@@ -101,7 +101,10 @@ fn main() {
                     let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
                     text.push_str(&String::from_utf8_lossy(&o.stderr));
                     fs::write(&report, format!("# {shown}\n{text}")).expect("write ptxas.txt");
-                    if env::var("DSA_STRICT_KERNELS").map(|v| v == "1").unwrap_or(false) {
+                    if env::var("DSA_STRICT_KERNELS")
+                        .map(|v| v == "1")
+                        .unwrap_or(false)
+                    {
                         check_strict(&text, &report);
                     }
                     println!("cargo:rustc-cfg=dsa_fatbin");

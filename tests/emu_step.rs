@@ -54,7 +54,12 @@ fn step<B: Backend<E = f32>>(be: &B, c: ConvNetConfig, seed: u64) -> (f64, Vec<f
     let mut mw = net.match_workspace(n_real, ipc).unwrap();
     // Two groups in sequence (mode M) so several augmentation kernels take part.
     let draw = sample_siamese(&strategy, &DsaParams::default(), AugMode::M, 10, &mut rng).unwrap();
-    let shape = ImgShape { n: n_real as u32, c: 1, h: 10, w: 10 };
+    let shape = ImgShape {
+        n: n_real as u32,
+        c: 1,
+        h: 10,
+        w: 10,
+    };
     let mut real_aug = be.upload(&be.download(&real).unwrap()).unwrap();
     let mut tmp = be.alloc(n_real * img).unwrap();
     for op in draw.ops(n_real) {
@@ -72,7 +77,11 @@ fn step<B: Backend<E = f32>>(be: &B, c: ConvNetConfig, seed: u64) -> (f64, Vec<f
     // One inner-loop update (train mode, SGD) on the synthetic images.
     let mut ws = net.workspace(ipc, WorkspaceOpts::default()).unwrap();
     let labels = be.upload_labels(&[0, 2]).unwrap();
-    let hp = SgdParams { lr: 0.01, momentum: 0.9, weight_decay: 5e-4 };
+    let hp = SgdParams {
+        lr: 0.01,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+    };
     net.train_step(&mut ws, &syn, &labels, hp).unwrap();
     let params = be.download(net.params()).unwrap();
     (d, dsyn, params)
@@ -96,9 +105,17 @@ fn compare<B: Backend<E = f32>>(be: &B) {
             (d - d_ref).abs() <= 1e-4 * d_ref.abs().max(1e-6),
             "{what}: distance {d} vs cpu {d_ref}"
         );
-        assert!(dsyn_ref.iter().any(|v| *v != 0.0), "{what}: reference gradient is zero");
+        assert!(
+            dsyn_ref.iter().any(|v| *v != 0.0),
+            "{what}: reference gradient is zero"
+        );
         close(&format!("{what}: dD/dS"), &dsyn, &dsyn_ref, 1e-4);
-        close(&format!("{what}: params after train step"), &p, &p_ref, 1e-4);
+        close(
+            &format!("{what}: params after train step"),
+            &p,
+            &p_ref,
+            1e-4,
+        );
     }
 }
 

@@ -35,8 +35,17 @@ fn toy_dataset(per_class: usize) -> Dataset {
     };
     let train = split(per_class);
     let test = split(10);
-    Dataset::from_raw("toy", "toy", (1, 10, 10), 4, vec![0.3], vec![0.3], &train, &test)
-        .expect("toy dataset")
+    Dataset::from_raw(
+        "toy",
+        "toy",
+        (1, 10, 10),
+        4,
+        vec![0.3],
+        vec![0.3],
+        &train,
+        &test,
+    )
+    .expect("toy dataset")
 }
 
 fn config(extra: &[(&str, &str)]) -> CondenseConfig {
@@ -96,7 +105,13 @@ impl Observer for StopAfter {
     }
 }
 
-fn run_cpu(cfg: &CondenseConfig, ds: &Dataset, files: Option<&RunFiles>, resume: Option<&Path>, obs: &mut dyn Observer) -> dsa_condense::Result<RunResult> {
+fn run_cpu(
+    cfg: &CondenseConfig,
+    ds: &Dataset,
+    files: Option<&RunFiles>,
+    resume: Option<&Path>,
+    obs: &mut dyn Observer,
+) -> dsa_condense::Result<RunResult> {
     let be = Cpu::<f32>::new(1).unwrap();
     run(&be, cfg, ds, files, resume, obs)
 }
@@ -110,10 +125,20 @@ fn resumed_run_equals_uninterrupted_run_bit_for_bit() {
     let ds = toy_dataset(12);
     let cfg = config(&[("num_exp", "2")]);
     let full_dir = tempfile::tempdir().unwrap();
-    let full = run_cpu(&cfg, &ds, Some(&files(full_dir.path(), 1)), None, &mut Silent).unwrap();
+    let full = run_cpu(
+        &cfg,
+        &ds,
+        Some(&files(full_dir.path(), 1)),
+        None,
+        &mut Silent,
+    )
+    .unwrap();
     assert_eq!(full.experiments.len(), 2);
     assert_eq!(full.losses.len(), 2 * 4);
-    assert!(full.losses.iter().all(|l| l.loss.is_finite() && l.loss > 0.0));
+    assert!(full
+        .losses
+        .iter()
+        .all(|l| l.loss.is_finite() && l.loss > 0.0));
     // Evaluations at iterations 0, 2, 3 of both experiments, one model each.
     assert_eq!(full.evaluations.len(), 2 * 3);
 
@@ -122,14 +147,28 @@ fn resumed_run_equals_uninterrupted_run_bit_for_bit() {
     let f = files(dir.path(), 0);
     let e = run_cpu(&cfg, &ds, Some(&f), None, &mut StopAfter { left: 2 }).unwrap_err();
     assert!(matches!(e, Error::Interrupted(_)), "{e}");
-    assert!(f.checkpoint.exists(), "an interrupted run leaves a checkpoint");
-    let e = run_cpu(&cfg, &ds, Some(&f), Some(&f.checkpoint), &mut StopAfter { left: 3 }).unwrap_err();
+    assert!(
+        f.checkpoint.exists(),
+        "an interrupted run leaves a checkpoint"
+    );
+    let e = run_cpu(
+        &cfg,
+        &ds,
+        Some(&f),
+        Some(&f.checkpoint),
+        &mut StopAfter { left: 3 },
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::Interrupted(_)), "{e}");
     let resumed = run_cpu(&cfg, &ds, Some(&f), Some(&f.checkpoint), &mut Silent).unwrap();
 
     assert_eq!(resumed.experiments.len(), 2);
     for (a, b) in full.experiments.iter().zip(&resumed.experiments) {
-        assert_eq!(bits(&a.images), bits(&b.images), "synthetic sets differ after resume");
+        assert_eq!(
+            bits(&a.images),
+            bits(&b.images),
+            "synthetic sets differ after resume"
+        );
         assert_eq!(a.labels, b.labels);
     }
     let la: Vec<u64> = full.losses.iter().map(|l| l.loss.to_bits()).collect();
@@ -156,8 +195,14 @@ fn same_seed_same_set_other_seed_other_set() {
     let a = run_cpu(&config(&[]), &ds, None, None, &mut Silent).unwrap();
     let b = run_cpu(&config(&[]), &ds, None, None, &mut Silent).unwrap();
     let c = run_cpu(&config(&[("seed", "8")]), &ds, None, None, &mut Silent).unwrap();
-    assert_eq!(bits(&a.experiments[0].images), bits(&b.experiments[0].images));
-    assert_ne!(bits(&a.experiments[0].images), bits(&c.experiments[0].images));
+    assert_eq!(
+        bits(&a.experiments[0].images),
+        bits(&b.experiments[0].images)
+    );
+    assert_ne!(
+        bits(&a.experiments[0].images),
+        bits(&c.experiments[0].images)
+    );
 }
 
 #[test]
@@ -203,8 +248,15 @@ fn dc_with_batchnorm_runs_and_evaluates_without_bn() {
     let r = run_cpu(&cfg, &ds, None, None, &mut Silent).unwrap();
     assert!(r.losses.iter().all(|l| l.loss.is_finite()));
     // Eval mode S drops the BN suffix (SPEC §5.8).
-    assert!(r.evaluations.iter().all(|e| e.model == "ConvNet"), "{:?}", r.evaluations);
-    assert!(r.evaluations.iter().all(|e| e.accuracies.iter().all(|a| (0.0..=1.0).contains(a))));
+    assert!(
+        r.evaluations.iter().all(|e| e.model == "ConvNet"),
+        "{:?}",
+        r.evaluations
+    );
+    assert!(r
+        .evaluations
+        .iter()
+        .all(|e| e.accuracies.iter().all(|a| (0.0..=1.0).contains(a))));
 }
 
 // ---- the binary on real data ------------------------------------------------
@@ -220,7 +272,10 @@ fn bin(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn binary_condenses_evaluates_and_baselines_fashion_mnist() {
-    if !Path::new(FMNIST).join("train-images-idx3-ubyte.gz").exists() {
+    if !Path::new(FMNIST)
+        .join("train-images-idx3-ubyte.gz")
+        .exists()
+    {
         println!("skipped: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
         return;
     }
@@ -228,13 +283,48 @@ fn binary_condenses_evaluates_and_baselines_fashion_mnist() {
     let out = dir.path().join("run");
     let out_s = out.to_str().unwrap();
     let common = [
-        "--dataset", "FashionMNIST", "--data-dir", FMNIST, "--no-download", "--model", "ConvNetW32",
-        "--ipc", "1", "--num-exp", "1", "--num-eval", "2", "--epoch-eval-train", "3",
-        "--limit-train", "2000", "--limit-test", "500", "--backend", "cpu", "--quiet",
-        "--seed", "3",
+        "--dataset",
+        "FashionMNIST",
+        "--data-dir",
+        FMNIST,
+        "--no-download",
+        "--model",
+        "ConvNetW32",
+        "--ipc",
+        "1",
+        "--num-exp",
+        "1",
+        "--num-eval",
+        "2",
+        "--epoch-eval-train",
+        "3",
+        "--limit-train",
+        "2000",
+        "--limit-test",
+        "500",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--seed",
+        "3",
     ];
-    let mut args = vec!["condense", "--method", "dsa", "--init", "real", "--iterations", "2",
-        "--eval-every", "2", "--batch-real", "16", "--checkpoint-every", "1", "--out", out_s];
+    let mut args = vec![
+        "condense",
+        "--method",
+        "dsa",
+        "--init",
+        "real",
+        "--iterations",
+        "2",
+        "--eval-every",
+        "2",
+        "--batch-real",
+        "16",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        out_s,
+    ];
     args.extend(common);
     let o = bin(&args);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -246,7 +336,10 @@ fn binary_condenses_evaluates_and_baselines_fashion_mnist() {
     assert_eq!(set.shape, [10, 1, 28, 28]);
     assert_eq!(set.labels, (0..10).collect::<Vec<u32>>());
     assert!(set.images.iter().all(|v| v.is_finite()));
-    assert_eq!(set.metadata.get("dataset").map(String::as_str), Some("FashionMNIST"));
+    assert_eq!(
+        set.metadata.get("dataset").map(String::as_str),
+        Some("FashionMNIST")
+    );
     assert_eq!(set.metadata.get("method").map(String::as_str), Some("DSA"));
     assert_eq!(set.metadata.get("ipc").map(String::as_str), Some("1"));
     let png = std::fs::read(out.join("synset.png")).unwrap();
@@ -257,7 +350,10 @@ fn binary_condenses_evaluates_and_baselines_fashion_mnist() {
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["losses"].as_array().unwrap().len(), 3);
     let evals = report["evaluations"].as_array().unwrap();
-    let iters: Vec<u64> = evals.iter().map(|e| e["iteration"].as_u64().unwrap()).collect();
+    let iters: Vec<u64> = evals
+        .iter()
+        .map(|e| e["iteration"].as_u64().unwrap())
+        .collect();
     assert_eq!(iters, vec![0, 2]);
     let fin = &report["final_accuracy"]["ConvNetW32"];
     assert_eq!(fin["n"].as_u64(), Some(2));
@@ -269,15 +365,35 @@ fn binary_condenses_evaluates_and_baselines_fashion_mnist() {
     // Evaluate the saved set, and the random-real baseline, with the same protocol.
     let eval_out = dir.path().join("eval");
     let syn = out.join("synset.safetensors");
-    let mut args = vec!["evaluate", "--synset", syn.to_str().unwrap(), "--out", eval_out.to_str().unwrap()];
+    let mut args = vec![
+        "evaluate",
+        "--synset",
+        syn.to_str().unwrap(),
+        "--out",
+        eval_out.to_str().unwrap(),
+    ];
     args.extend(common);
     let o = bin(&args);
-    assert!(o.status.success(), "evaluate failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "evaluate failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let base_out = dir.path().join("base");
-    let mut args = vec!["baseline", "--method", "dsa", "--out", base_out.to_str().unwrap()];
+    let mut args = vec![
+        "baseline",
+        "--method",
+        "dsa",
+        "--out",
+        base_out.to_str().unwrap(),
+    ];
     args.extend(common);
     let o = bin(&args);
-    assert!(o.status.success(), "baseline failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "baseline failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(base_out.join("report.json")).unwrap()).unwrap();
     assert_eq!(r["command"], "baseline");
@@ -286,7 +402,13 @@ fn binary_condenses_evaluates_and_baselines_fashion_mnist() {
     // A corrupt synthetic set is a clear error, non-zero exit.
     let bad = dir.path().join("bad.safetensors");
     std::fs::write(&bad, b"not a safetensors file").unwrap();
-    let mut args = vec!["evaluate", "--synset", bad.to_str().unwrap(), "--out", eval_out.to_str().unwrap()];
+    let mut args = vec![
+        "evaluate",
+        "--synset",
+        bad.to_str().unwrap(),
+        "--out",
+        eval_out.to_str().unwrap(),
+    ];
     args.extend(common);
     let o = bin(&args);
     assert!(!o.status.success());

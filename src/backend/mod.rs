@@ -260,8 +260,13 @@ pub trait Backend: Send + Sync {
 
     // ---- pooling -----------------------------------------------------------
     /// `y = pool(x)`.
-    fn pool_fwd(&self, y: &mut Self::Buf, x: &Self::Buf, s: &PoolShape, kind: PoolKind)
-        -> Result<()>;
+    fn pool_fwd(
+        &self,
+        y: &mut Self::Buf,
+        x: &Self::Buf,
+        s: &PoolShape,
+        kind: PoolKind,
+    ) -> Result<()>;
     /// `dx = pool^T(dy)` (max: to the arg-max of `x`); elements no window covers get 0.
     fn pool_bwd(
         &self,
@@ -475,6 +480,5 @@ pub trait Backend: Send + Sync {
     /// `y = op(x)` with the op's per-image parameters.
     fn aug_fwd(&self, y: &mut Self::Buf, x: &Self::Buf, op: &AugOp, s: &ImgShape) -> Result<()>;
     /// `dx = op^T(dy)` (the adjoint of the linear part; brightness passes through).
-    fn aug_bwd(&self, dx: &mut Self::Buf, dy: &Self::Buf, op: &AugOp, s: &ImgShape)
-        -> Result<()>;
+    fn aug_bwd(&self, dx: &mut Self::Buf, dy: &Self::Buf, op: &AugOp, s: &ImgShape) -> Result<()>;
 }

@@ -20,10 +20,10 @@ use dsa_condense::backend::cpu::Cpu;
 use dsa_condense::backend::Backend;
 use dsa_condense::condense::config::{BackendChoice, CondenseArgs, CondenseConfig};
 use dsa_condense::condense::{self, Observer, RunFiles};
-use dsa_condense::eval;
-use dsa_condense::output::report::{Report, Summary};
 use dsa_condense::data::{self, locate, DatasetKind, LoadOptions};
+use dsa_condense::eval;
 use dsa_condense::output;
+use dsa_condense::output::report::{Report, Summary};
 
 /// Dataset Condensation with Differentiable Siamese Augmentation (DSA) and
 /// gradient matching (DC).
@@ -153,24 +153,26 @@ fn with_backend<J: Job>(cfg: &CondenseConfig, job: J) -> Result<()> {
             let name = be.name();
             job.run(&be, name)
         }
-        BackendChoice::Cuda | BackendChoice::Auto => match dsa_condense::backend::cuda::Cuda::new(0) {
-            Ok(be) => {
-                let name = be.name();
-                if !cfg.quiet {
-                    eprintln!("backend: {name}");
+        BackendChoice::Cuda | BackendChoice::Auto => {
+            match dsa_condense::backend::cuda::Cuda::new(0) {
+                Ok(be) => {
+                    let name = be.name();
+                    if !cfg.quiet {
+                        eprintln!("backend: {name}");
+                    }
+                    job.run(&be, name)
                 }
-                job.run(&be, name)
-            }
-            Err(e) if cfg.backend == BackendChoice::Auto => {
-                let be = cpu()?;
-                let name = be.name();
-                if !cfg.quiet {
-                    eprintln!("backend: {name} (cuda not usable: {e})");
+                Err(e) if cfg.backend == BackendChoice::Auto => {
+                    let be = cpu()?;
+                    let name = be.name();
+                    if !cfg.quiet {
+                        eprintln!("backend: {name} (cuda not usable: {e})");
+                    }
+                    job.run(&be, name)
                 }
-                job.run(&be, name)
+                Err(e) => Err(anyhow::anyhow!(e).context("--backend cuda")),
             }
-            Err(e) => Err(anyhow::anyhow!(e).context("--backend cuda")),
-        },
+        }
     }
 }
 
@@ -209,7 +211,9 @@ impl Progress {
 impl Observer for Progress {
     fn iteration(&mut self, experiment: usize, iteration: usize, mean_loss: f64) {
         if let Some(b) = &self.bar {
-            b.set_message(format!("exp {experiment} it {iteration} loss {mean_loss:.4}"));
+            b.set_message(format!(
+                "exp {experiment} it {iteration} loss {mean_loss:.4}"
+            ));
             b.inc(1);
         }
     }
@@ -253,7 +257,14 @@ impl Job for CondenseJob<'_> {
             checkpoint_every: cfg.checkpoint_every,
         };
         let mut progress = Progress::new(cfg);
-        let res = condense::run(be, cfg, ds, Some(&files), cfg.resume.as_deref(), &mut progress)?;
+        let res = condense::run(
+            be,
+            cfg,
+            ds,
+            Some(&files),
+            cfg.resume.as_deref(),
+            &mut progress,
+        )?;
         if let Some(b) = &progress.bar {
             b.finish_and_clear();
         }
@@ -299,7 +310,14 @@ impl Job for CondenseJob<'_> {
             if last {
                 let png = cfg.out.join("synset.png");
                 output::png_grid::write_png_grid(
-                    &png, &exp.images, ds.channels, ds.height, ds.width, k, cfg.ipc, &ds.mean,
+                    &png,
+                    &exp.images,
+                    ds.channels,
+                    ds.height,
+                    ds.width,
+                    k,
+                    cfg.ipc,
+                    &ds.mean,
                     &ds.std,
                 )?;
                 report.outputs.push("synset.png".into());
@@ -308,7 +326,9 @@ impl Job for CondenseJob<'_> {
         report
             .timings
             .insert("condense_seconds".into(), res.condense_seconds);
-        report.timings.insert("eval_seconds".into(), res.eval_seconds);
+        report
+            .timings
+            .insert("eval_seconds".into(), res.eval_seconds);
         report
             .timings
             .insert("total_seconds".into(), t0.elapsed().as_secs_f64());

@@ -107,7 +107,13 @@ enum Stream {
 
 /// A ChaCha stream for `(seed, experiment, iteration, purpose, extra)`, mixed with
 /// SplitMix64 so neighbouring tuples give unrelated streams.
-fn stream(seed: u64, experiment: usize, iteration: usize, purpose: Stream, extra: u64) -> ChaCha8Rng {
+fn stream(
+    seed: u64,
+    experiment: usize,
+    iteration: usize,
+    purpose: Stream,
+    extra: u64,
+) -> ChaCha8Rng {
     let mut h = seed;
     for v in [experiment as u64, iteration as u64, purpose as u64, extra] {
         h = splitmix(h ^ splitmix(v));
@@ -132,12 +138,12 @@ fn metric_of(m: DisMetric) -> Metric {
 
 /// The network configuration of `model` for this dataset.
 pub fn model_config(model: &str, ds: &Dataset) -> Result<ConvNetConfig> {
-    ConvNetConfig::from_name(model, ds.channels, ds.height, ds.width, ds.num_classes).map_err(
-        |e| match e {
+    ConvNetConfig::from_name(model, ds.channels, ds.height, ds.width, ds.num_classes).map_err(|e| {
+        match e {
             Error::Option { .. } => e,
             other => Error::option("model", other.to_string()),
-        },
-    )
+        }
+    })
 }
 
 /// The DSA strategy of the run (`None` for DC: no augmentation in condensation).
@@ -189,7 +195,14 @@ pub fn evaluate_set<B: Backend>(
                 Stream::Eval,
                 (mi as u64) << 32 | j as u64,
             );
-            let r = train_and_test(be, net_cfg, TrainSet { images, labels }, &ds.test, &opts, &mut rng)?;
+            let r = train_and_test(
+                be,
+                net_cfg,
+                TrainSet { images, labels },
+                &ds.test,
+                &opts,
+                &mut rng,
+            )?;
             obs.message(&format!(
                 "exp {experiment} it {iteration}: {model} #{j}: train acc {:.4}, test acc {:.4}",
                 r.train_acc, r.test_acc
@@ -250,7 +263,9 @@ pub fn run<B: Backend>(
     if n_real == 0 {
         return Err(Error::option("batch-real", "must be at least 1"));
     }
-    let labels: Vec<u32> = (0..k as u32).flat_map(|c| std::iter::repeat_n(c, ipc)).collect();
+    let labels: Vec<u32> = (0..k as u32)
+        .flat_map(|c| std::iter::repeat_n(c, ipc))
+        .collect();
     let config_json = resumable_config(cfg);
 
     let mut result = RunResult::default();
@@ -369,7 +384,14 @@ pub fn run<B: Backend>(
                 if let Some(f) = files {
                     let png = f.dir.join(format!("synset_exp{exp}_iter{it}.png"));
                     crate::output::png_grid::write_png_grid(
-                        &png, &s_host, ds.channels, ds.height, ds.width, k, ipc, &ds.mean,
+                        &png,
+                        &s_host,
+                        ds.channels,
+                        ds.height,
+                        ds.width,
+                        k,
+                        ipc,
+                        &ds.mean,
                         &ds.std,
                     )?;
                 }
@@ -438,8 +460,12 @@ pub fn run<B: Backend>(
                         be.gather_rows(&mut xb, &inner_x, chunk, img)?;
                         let lab: Vec<u32> = chunk.iter().map(|&i| labels[i as usize]).collect();
                         if let Some(st) = strategy.as_ref().filter(|s| !s.is_none()) {
-                            let shape = ImgShape { n: m as u32, ..syn_shape };
-                            let ops = sample_per_image(st, &dsa_params, AugMode::S, side, m, &mut rng)?;
+                            let shape = ImgShape {
+                                n: m as u32,
+                                ..syn_shape
+                            };
+                            let ops =
+                                sample_per_image(st, &dsa_params, AugMode::S, side, m, &mut rng)?;
                             if be.buf_len(&inner_tmp) != m * img {
                                 inner_tmp = be.alloc(m * img)?;
                             }
@@ -518,7 +544,14 @@ pub fn run<B: Backend>(
 fn resumable_config(cfg: &CondenseConfig) -> String {
     let mut v = cfg.to_json();
     if let Some(m) = v.as_object_mut() {
-        for k in ["out", "resume", "threads", "backend", "quiet", "checkpoint_every"] {
+        for k in [
+            "out",
+            "resume",
+            "threads",
+            "backend",
+            "quiet",
+            "checkpoint_every",
+        ] {
             m.remove(k);
         }
     }

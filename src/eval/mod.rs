@@ -146,14 +146,8 @@ pub fn train_and_test<B: Backend, R: Rng + ?Sized>(
                     h: cfg.image_h as u32,
                     w: cfg.image_w as u32,
                 };
-                let ops = sample_per_image(
-                    strategy,
-                    &opts.dsa_params,
-                    AugMode::S,
-                    cfg.image_h,
-                    m,
-                    rng,
-                )?;
+                let ops =
+                    sample_per_image(strategy, &opts.dsa_params, AugMode::S, cfg.image_h, m, rng)?;
                 for op in &ops {
                     be.aug_fwd(aug_tmp, xb, op, &shape)?;
                     std::mem::swap(xb, aug_tmp);

@@ -630,9 +630,22 @@ pub(crate) fn norm_jvp<L: Launcher>(
     s: &NormShape,
 ) -> Result<()> {
     let (yp, xp, vp, sp) = (l.ptr_mut(ydot), l.ptr(x), l.ptr(xdot), l.ptr(stats));
-    let (gp, tgp, tbp) = (seg(l, params, gamma), seg(l, tangent, t_gamma), seg(l, tangent, t_beta));
+    let (gp, tgp, tbp) = (
+        seg(l, params, gamma),
+        seg(l, tangent, t_gamma),
+        seg(l, tangent, t_beta),
+    );
     let s = *s;
-    let mut args = [a(&yp), a(&xp), a(&vp), a(&sp), a(&gp), a(&tgp), a(&tbp), a(&s)];
+    let mut args = [
+        a(&yp),
+        a(&xp),
+        a(&vp),
+        a(&sp),
+        a(&gp),
+        a(&tgp),
+        a(&tbp),
+        a(&s),
+    ];
     // SAFETY: norm_jvp(float* ydot, const float* x, const float* xdot, const float* stats,
     // const float* gamma, const float* t_gamma, const float* t_beta, NormShape s).
     unsafe { l.launch(&k::norm_jvp, launch::per_block(s.n * s.groups), &mut args) }
@@ -672,7 +685,13 @@ pub(crate) fn norm_dual_bwd<L: Launcher>(
     // SAFETY: norm_dual_bwd(float* dx, float* dxdot, const float* dy, const float* dydot,
     // const float* x, const float* xdot, const float* stats, const float* gamma, const
     // float* t_gamma, NormShape s); dx and dxdot are distinct buffers (&mut).
-    unsafe { l.launch(&k::norm_dual_bwd, launch::per_block(s.n * s.groups), &mut args) }
+    unsafe {
+        l.launch(
+            &k::norm_dual_bwd,
+            launch::per_block(s.n * s.groups),
+            &mut args,
+        )
+    }
 }
 
 // ---- batch norm (kernels/batchnorm.cu) ------------------------------------------------
@@ -694,7 +713,16 @@ pub(crate) fn bn_fwd_train<L: Launcher>(
 ) -> Result<()> {
     let (yp, sp, rp, xp) = (l.ptr_mut(y), l.ptr_mut(stats), l.ptr_mut(running), l.ptr(x));
     let (gp, bp, s) = (seg(l, params, gamma), seg(l, params, beta), *s);
-    let mut args = [a(&yp), a(&sp), a(&rp), a(&xp), a(&gp), a(&bp), a(&s), a(&momentum)];
+    let mut args = [
+        a(&yp),
+        a(&sp),
+        a(&rp),
+        a(&xp),
+        a(&gp),
+        a(&bp),
+        a(&s),
+        a(&momentum),
+    ];
     // SAFETY: bn_fwd_train(float* y, float* stats, float* running, const float* x, const
     // float* gamma, const float* beta, NormShape s, float momentum); one block per channel.
     unsafe { l.launch(&k::bn_fwd_train, launch::per_block(s.c), &mut args) }
@@ -721,7 +749,16 @@ pub(crate) fn bn_bwd_train<L: Launcher>(
     };
     let (dxp, dyp, xp, sp) = (l.ptr_mut(dx), l.ptr(dy), l.ptr(x), l.ptr(stats));
     let (gp, s) = (seg(l, params, gamma), *s);
-    let mut args = [a(&dxp), a(&dgp), a(&dbp), a(&dyp), a(&xp), a(&sp), a(&gp), a(&s)];
+    let mut args = [
+        a(&dxp),
+        a(&dgp),
+        a(&dbp),
+        a(&dyp),
+        a(&xp),
+        a(&sp),
+        a(&gp),
+        a(&s),
+    ];
     // SAFETY: bn_bwd_train(float* dx, float* dgamma, float* dbeta, const float* dy, const
     // float* x, const float* stats, const float* gamma, NormShape s); dgamma/dbeta null
     // (skipped) or disjoint C-float segments of a buffer other than dx (&mut).
@@ -761,7 +798,13 @@ pub(crate) fn bn_bwd_eval<L: Launcher>(
     gamma: Seg,
     s: &NormShape,
 ) -> Result<()> {
-    let (dxp, dyp, rp, gp, s) = (l.ptr_mut(dx), l.ptr(dy), l.ptr(running), seg(l, params, gamma), *s);
+    let (dxp, dyp, rp, gp, s) = (
+        l.ptr_mut(dx),
+        l.ptr(dy),
+        l.ptr(running),
+        seg(l, params, gamma),
+        *s,
+    );
     let mut args = [a(&dxp), a(&dyp), a(&rp), a(&gp), a(&s)];
     // SAFETY: bn_bwd_eval(float* dx, const float* dy, const float* running, const float*
     // gamma, NormShape s).
@@ -803,9 +846,22 @@ pub(crate) fn bn_eval_jvp<L: Launcher>(
     s: &NormShape,
 ) -> Result<()> {
     let (yp, xp, vp, rp) = (l.ptr_mut(ydot), l.ptr(x), l.ptr(xdot), l.ptr(running));
-    let (gp, tgp, tbp) = (seg(l, params, gamma), seg(l, tangent, t_gamma), seg(l, tangent, t_beta));
+    let (gp, tgp, tbp) = (
+        seg(l, params, gamma),
+        seg(l, tangent, t_gamma),
+        seg(l, tangent, t_beta),
+    );
     let s = *s;
-    let mut args = [a(&yp), a(&xp), a(&vp), a(&rp), a(&gp), a(&tgp), a(&tbp), a(&s)];
+    let mut args = [
+        a(&yp),
+        a(&xp),
+        a(&vp),
+        a(&rp),
+        a(&gp),
+        a(&tgp),
+        a(&tbp),
+        a(&s),
+    ];
     // SAFETY: bn_eval_jvp(float* ydot, const float* x, const float* xdot, const float*
     // running, const float* gamma, const float* t_gamma, const float* t_beta, NormShape s).
     unsafe { l.launch(&k::bn_eval_jvp, launch::elementwise(s_len(&s)), &mut args) }
@@ -826,11 +882,31 @@ pub(crate) fn bn_eval_dual_bwd<L: Launcher>(
     s: &NormShape,
 ) -> Result<()> {
     let (dxp, dvp, dyp, ddp) = (l.ptr_mut(dx), l.ptr_mut(dxdot), l.ptr(dy), l.ptr(dydot));
-    let (rp, gp, tgp, s) = (l.ptr(running), seg(l, params, gamma), seg(l, tangent, t_gamma), *s);
-    let mut args = [a(&dxp), a(&dvp), a(&dyp), a(&ddp), a(&rp), a(&gp), a(&tgp), a(&s)];
+    let (rp, gp, tgp, s) = (
+        l.ptr(running),
+        seg(l, params, gamma),
+        seg(l, tangent, t_gamma),
+        *s,
+    );
+    let mut args = [
+        a(&dxp),
+        a(&dvp),
+        a(&dyp),
+        a(&ddp),
+        a(&rp),
+        a(&gp),
+        a(&tgp),
+        a(&s),
+    ];
     // SAFETY: bn_eval_dual_bwd(float* dx, float* dxdot, const float* dy, const float*
     // dydot, const float* running, const float* gamma, const float* t_gamma, NormShape s).
-    unsafe { l.launch(&k::bn_eval_dual_bwd, launch::elementwise(s_len(&s)), &mut args) }
+    unsafe {
+        l.launch(
+            &k::bn_eval_dual_bwd,
+            launch::elementwise(s_len(&s)),
+            &mut args,
+        )
+    }
 }
 
 // ---- softmax cross-entropy (kernels/loss.cu) -------------------------------------------
@@ -843,7 +919,13 @@ pub(crate) fn ce_fwd_bwd<L: Launcher>(
     labels: &L::Labels,
     s: &LinearShape,
 ) -> Result<()> {
-    let (dp, pp, lp, yp, s) = (l.ptr_mut(dlogits), l.ptr_mut(per_sample), l.ptr(logits), l.ptr_u32(labels), *s);
+    let (dp, pp, lp, yp, s) = (
+        l.ptr_mut(dlogits),
+        l.ptr_mut(per_sample),
+        l.ptr(logits),
+        l.ptr_u32(labels),
+        *s,
+    );
     let mut args = [a(&dp), a(&pp), a(&lp), a(&yp), a(&s)];
     // SAFETY: ce_fwd_bwd(float* dlogits, float* per_sample, const float* logits, const
     // unsigned* labels, LinearShape s); dlogits, logits N*K floats, per_sample 2N, labels
@@ -881,11 +963,22 @@ pub(crate) fn match_sums<L: Launcher>(
     rows: &L::Labels,
     nrows: u32,
 ) -> Result<()> {
-    let (sp, gs, gr, rp) = (l.ptr_mut(sums), l.ptr(g_syn), l.ptr(g_real), l.ptr_u32(rows));
+    let (sp, gs, gr, rp) = (
+        l.ptr_mut(sums),
+        l.ptr(g_syn),
+        l.ptr(g_real),
+        l.ptr_u32(rows),
+    );
     // SAFETY: match_sums(float* sums, const float* g_syn, const float* g_real, const
     // unsigned* rows); sums holds 4*nrows floats, rows 2*nrows (off, len) pairs that lie
     // inside both gradient buffers (checked by the caller).
-    unsafe { l.launch(&k::match_sums, launch::per_block(nrows), &mut [a(&sp), a(&gs), a(&gr), a(&rp)]) }
+    unsafe {
+        l.launch(
+            &k::match_sums,
+            launch::per_block(nrows),
+            &mut [a(&sp), a(&gs), a(&gr), a(&rp)],
+        )
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -899,7 +992,13 @@ pub(crate) fn match_grad<L: Launcher>(
     nrows: u32,
     metric: Metric,
 ) -> Result<()> {
-    let (dp, gs, gr, rp, cp) = (l.ptr_mut(dsyn), l.ptr(g_syn), l.ptr(g_real), l.ptr_u32(rows), l.ptr(coef));
+    let (dp, gs, gr, rp, cp) = (
+        l.ptr_mut(dsyn),
+        l.ptr(g_syn),
+        l.ptr(g_real),
+        l.ptr_u32(rows),
+        l.ptr(coef),
+    );
     let metric = metric as u32;
     let mut args = [a(&dp), a(&gs), a(&gr), a(&rp), a(&cp), a(&metric)];
     // SAFETY: match_grad(float* dsyn, const float* g_syn, const float* g_real, const
@@ -943,12 +1042,22 @@ pub(crate) fn aug_affine<L: Launcher>(
     s: &ImgShape,
     bwd: bool,
 ) -> Result<()> {
-    let kernel = if bwd { &k::aug_affine_bwd } else { &k::aug_affine_fwd };
+    let kernel = if bwd {
+        &k::aug_affine_bwd
+    } else {
+        &k::aug_affine_fwd
+    };
     aug_launch(l, kernel, img_geo(s), y, x, l.ptr(p), s)
 }
 
 /// `aug_flip` (its own adjoint); `p` holds N IntParams.
-pub(crate) fn aug_flip<L: Launcher>(l: &L, y: &mut L::Buf, x: &L::Buf, p: &L::Labels, s: &ImgShape) -> Result<()> {
+pub(crate) fn aug_flip<L: Launcher>(
+    l: &L,
+    y: &mut L::Buf,
+    x: &L::Buf,
+    p: &L::Labels,
+    s: &ImgShape,
+) -> Result<()> {
     aug_launch(l, &k::aug_flip, img_geo(s), y, x, l.ptr_u32(p), s)
 }
 
@@ -983,7 +1092,15 @@ pub(crate) fn aug_contrast<L: Launcher>(
     factor: &L::Buf,
     s: &ImgShape,
 ) -> Result<()> {
-    aug_launch(l, &k::aug_contrast, launch::per_block(s.n), y, x, l.ptr(factor), s)
+    aug_launch(
+        l,
+        &k::aug_contrast,
+        launch::per_block(s.n),
+        y,
+        x,
+        l.ptr(factor),
+        s,
+    )
 }
 
 /// `aug_crop`, its adjoint (the shift negated) when `negate`; `p` holds N IntParams.
@@ -998,7 +1115,13 @@ pub(crate) fn aug_crop<L: Launcher>(
     let (yp, xp, pp, s, neg) = (l.ptr_mut(y), l.ptr(x), l.ptr_u32(p), *s, negate as u32);
     // SAFETY: aug_crop(float* y, const float* x, const IntParam* p, ImgShape s, unsigned
     // negate); p holds N IntParams.
-    unsafe { l.launch(&k::aug_crop, img_geo(&s), &mut [a(&yp), a(&xp), a(&pp), a(&s), a(&neg)]) }
+    unsafe {
+        l.launch(
+            &k::aug_crop,
+            img_geo(&s),
+            &mut [a(&yp), a(&xp), a(&pp), a(&s), a(&neg)],
+        )
+    }
 }
 
 /// `aug_cutout` (its own adjoint); `p` holds N IntParams.
@@ -1013,5 +1136,11 @@ pub(crate) fn aug_cutout<L: Launcher>(
     let (yp, xp, pp, s) = (l.ptr_mut(y), l.ptr(x), l.ptr_u32(p), *s);
     // SAFETY: aug_cutout(float* y, const float* x, const IntParam* p, int half, ImgShape
     // s); p holds N IntParams.
-    unsafe { l.launch(&k::aug_cutout, img_geo(&s), &mut [a(&yp), a(&xp), a(&pp), a(&half), a(&s)]) }
+    unsafe {
+        l.launch(
+            &k::aug_cutout,
+            img_geo(&s),
+            &mut [a(&yp), a(&xp), a(&pp), a(&half), a(&s)],
+        )
+    }
 }

@@ -444,7 +444,11 @@ impl<L: Launcher> Backend for Gpu<L> {
     ) -> Result<()> {
         let op = "norm_bwd";
         let aff = check_group_norm(op, s)?;
-        for (what, len) in [("dx", self.l.len(dx)), ("dy", self.l.len(dy)), ("x", self.l.len(x))] {
+        for (what, len) in [
+            ("dx", self.l.len(dx)),
+            ("dy", self.l.len(dy)),
+            ("x", self.l.len(x)),
+        ] {
             check_len(op, what, len, s.len())?;
         }
         check_len(op, "stats", self.l.len(stats), 2 * s.stats_len())?;
@@ -473,14 +477,20 @@ impl<L: Launcher> Backend for Gpu<L> {
     ) -> Result<()> {
         let op = "norm_jvp";
         let aff = check_group_norm(op, s)?;
-        for (what, len) in [("ydot", self.l.len(ydot)), ("x", self.l.len(x)), ("xdot", self.l.len(xdot))] {
+        for (what, len) in [
+            ("ydot", self.l.len(ydot)),
+            ("x", self.l.len(x)),
+            ("xdot", self.l.len(xdot)),
+        ] {
             check_len(op, what, len, s.len())?;
         }
         check_len(op, "stats", self.l.len(stats), 2 * s.stats_len())?;
         check_seg_len(op, "gamma", gamma, self.l.len(params), aff)?;
         check_seg_len(op, "t_gamma", t_gamma, self.l.len(tangent), aff)?;
         check_seg_len(op, "t_beta", t_beta, self.l.len(tangent), aff)?;
-        kernels::norm_jvp(&self.l, ydot, x, xdot, stats, params, gamma, tangent, t_gamma, t_beta, s)
+        kernels::norm_jvp(
+            &self.l, ydot, x, xdot, stats, params, gamma, tangent, t_gamma, t_beta, s,
+        )
     }
     fn norm_dual_bwd(
         &self,
@@ -542,9 +552,13 @@ impl<L: Launcher> Backend for Gpu<L> {
             )));
         }
         if !(0.0..=1.0).contains(&momentum) {
-            return Err(Error::Shape(format!("{op}: momentum {momentum} outside [0, 1]")));
+            return Err(Error::Shape(format!(
+                "{op}: momentum {momentum} outside [0, 1]"
+            )));
         }
-        kernels::bn_fwd_train(&self.l, y, stats, running, x, params, gamma, beta, s, momentum)
+        kernels::bn_fwd_train(
+            &self.l, y, stats, running, x, params, gamma, beta, s, momentum,
+        )
     }
     fn bn_bwd_train(
         &self,
@@ -559,7 +573,11 @@ impl<L: Launcher> Backend for Gpu<L> {
     ) -> Result<()> {
         let op = "bn_bwd_train";
         let c = check_batch_norm(op, s)?;
-        for (what, len) in [("dx", self.l.len(dx)), ("dy", self.l.len(dy)), ("x", self.l.len(x))] {
+        for (what, len) in [
+            ("dx", self.l.len(dx)),
+            ("dy", self.l.len(dy)),
+            ("x", self.l.len(x)),
+        ] {
             check_len(op, what, len, s.len())?;
         }
         check_len(op, "stats", self.l.len(stats), 2 * c)?;
@@ -601,7 +619,11 @@ impl<L: Launcher> Backend for Gpu<L> {
     ) -> Result<()> {
         let op = "bn_bwd_eval";
         let c = check_batch_norm(op, s)?;
-        for (what, len) in [("dx", self.l.len(dx)), ("dy", self.l.len(dy)), ("x", self.l.len(x))] {
+        for (what, len) in [
+            ("dx", self.l.len(dx)),
+            ("dy", self.l.len(dy)),
+            ("x", self.l.len(x)),
+        ] {
             check_len(op, what, len, s.len())?;
         }
         check_len(op, "running", self.l.len(running), 2 * c)?;
@@ -630,14 +652,20 @@ impl<L: Launcher> Backend for Gpu<L> {
     ) -> Result<()> {
         let op = "bn_eval_jvp";
         let c = check_batch_norm(op, s)?;
-        for (what, len) in [("ydot", self.l.len(ydot)), ("x", self.l.len(x)), ("xdot", self.l.len(xdot))] {
+        for (what, len) in [
+            ("ydot", self.l.len(ydot)),
+            ("x", self.l.len(x)),
+            ("xdot", self.l.len(xdot)),
+        ] {
             check_len(op, what, len, s.len())?;
         }
         check_len(op, "running", self.l.len(running), 2 * c)?;
         check_seg_len(op, "gamma", gamma, self.l.len(params), c)?;
         check_seg_len(op, "t_gamma", t_gamma, self.l.len(tangent), c)?;
         check_seg_len(op, "t_beta", t_beta, self.l.len(tangent), c)?;
-        kernels::bn_eval_jvp(&self.l, ydot, x, xdot, running, params, gamma, tangent, t_gamma, t_beta, s)
+        kernels::bn_eval_jvp(
+            &self.l, ydot, x, xdot, running, params, gamma, tangent, t_gamma, t_beta, s,
+        )
     }
     fn bn_eval_dual_bwd(
         &self,
@@ -665,7 +693,9 @@ impl<L: Launcher> Backend for Gpu<L> {
         check_len(op, "running", self.l.len(running), 2 * c)?;
         check_seg_len(op, "gamma", gamma, self.l.len(params), c)?;
         check_seg_len(op, "t_gamma", t_gamma, self.l.len(tangent), c)?;
-        kernels::bn_eval_dual_bwd(&self.l, dx, dxdot, dy, dydot, running, params, gamma, tangent, t_gamma, s)
+        kernels::bn_eval_dual_bwd(
+            &self.l, dx, dxdot, dy, dydot, running, params, gamma, tangent, t_gamma, s,
+        )
     }
 
     // ---- loss (kernels/loss.cu) ----------------------------------------------------
@@ -677,7 +707,12 @@ impl<L: Launcher> Backend for Gpu<L> {
         s: &LinearShape,
     ) -> Result<CeOut> {
         let op = "ce_fwd_bwd";
-        let n = check_ce(op, s, self.l.len_u32(labels), &[self.l.len(dlogits), self.l.len(logits)])?;
+        let n = check_ce(
+            op,
+            s,
+            self.l.len_u32(labels),
+            &[self.l.len(dlogits), self.l.len(logits)],
+        )?;
         let mut per = self.l.alloc(2 * n)?;
         kernels::ce_fwd_bwd(&self.l, dlogits, &mut per, logits, labels, s)?;
         let per = self.l.download(&per)?;
@@ -685,7 +720,9 @@ impl<L: Launcher> Backend for Gpu<L> {
         check_labels(op, correct)?;
         let total: f64 = loss.iter().map(|&v| v as f64).sum();
         if !total.is_finite() {
-            return Err(Error::NonFinite(format!("{op}: loss {total} (non-finite logits)")));
+            return Err(Error::NonFinite(format!(
+                "{op}: loss {total} (non-finite logits)"
+            )));
         }
         Ok(CeOut {
             loss: total / n as f64,
@@ -702,7 +739,12 @@ impl<L: Launcher> Backend for Gpu<L> {
         s: &LinearShape,
     ) -> Result<f64> {
         let op = "ce_dual";
-        let lens = [self.l.len(dlogits), self.l.len(dldot), self.l.len(logits), self.l.len(ldot)];
+        let lens = [
+            self.l.len(dlogits),
+            self.l.len(dldot),
+            self.l.len(logits),
+            self.l.len(ldot),
+        ];
         let n = check_ce(op, s, self.l.len_u32(labels), &lens)?;
         let mut per = self.l.alloc(2 * n)?;
         kernels::ce_dual(&self.l, dlogits, dldot, &mut per, logits, ldot, labels, s)?;
@@ -710,7 +752,9 @@ impl<L: Launcher> Backend for Gpu<L> {
         check_labels(op, &per[n..])?;
         let h = per[..n].iter().map(|&v| v as f64).sum::<f64>() / n as f64;
         if !h.is_finite() {
-            return Err(Error::NonFinite(format!("{op}: h = {h} (non-finite logits or tangent)")));
+            return Err(Error::NonFinite(format!(
+                "{op}: h = {h} (non-finite logits or tangent)"
+            )));
         }
         Ok(h)
     }
@@ -753,12 +797,20 @@ impl<L: Launcher> Backend for Gpu<L> {
         let sums = if nrows > 0 {
             let rows_buf = self.l.upload_u32(&rows)?;
             let mut sums = self.l.alloc(4 * nrows)?;
-            kernels::match_sums(&self.l, &mut sums, g_syn, g_real, &rows_buf, check_u32(op, nrows)?)?;
+            kernels::match_sums(
+                &self.l,
+                &mut sums,
+                g_syn,
+                g_real,
+                &rows_buf,
+                check_u32(op, nrows)?,
+            )?;
             Some((rows_buf, self.l.download(&sums)?))
         } else {
             None
         };
-        let sum4 = |i: usize, s: &[f32]| -> [f64; 4] { std::array::from_fn(|k| s[4 * i + k] as f64) };
+        let sum4 =
+            |i: usize, s: &[f32]| -> [f64; 4] { std::array::from_fn(|k| s[4 * i + k] as f64) };
         let mut coef = vec![0.0f32; 2 * nrows];
         let dist = match (&sums, metric) {
             (_, Metric::Cos) => {
@@ -792,11 +844,22 @@ impl<L: Launcher> Backend for Gpu<L> {
             }
         };
         if !dist.is_finite() {
-            return Err(Error::NonFinite(format!("{op} ({metric:?}): distance {dist}")));
+            return Err(Error::NonFinite(format!(
+                "{op} ({metric:?}): distance {dist}"
+            )));
         }
         if let Some((rows_buf, _)) = &sums {
             let coef = self.l.upload(&coef)?;
-            kernels::match_grad(&self.l, dsyn, g_syn, g_real, rows_buf, &coef, nrows as u32, metric)?;
+            kernels::match_grad(
+                &self.l,
+                dsyn,
+                g_syn,
+                g_real,
+                rows_buf,
+                &coef,
+                nrows as u32,
+                metric,
+            )?;
         }
         Ok(dist)
     }
@@ -817,15 +880,26 @@ impl<L: Launcher> Backend for Gpu<L> {
         }
         let l = &self.l;
         match op {
-            AugOp::Affine(p) => kernels::aug_affine(l, y, x, &l.upload(bytemuck::cast_slice(p))?, s, false),
-            AugOp::Flip(p) => kernels::aug_flip(l, y, x, &l.upload_u32(bytemuck::cast_slice(p))?, s),
+            AugOp::Affine(p) => {
+                kernels::aug_affine(l, y, x, &l.upload(bytemuck::cast_slice(p))?, s, false)
+            }
+            AugOp::Flip(p) => {
+                kernels::aug_flip(l, y, x, &l.upload_u32(bytemuck::cast_slice(p))?, s)
+            }
             AugOp::Brightness(p) => kernels::aug_brightness_fwd(l, y, x, &l.upload(p)?, s),
             AugOp::Saturation(p) => kernels::aug_saturation(l, y, x, &l.upload(p)?, s),
             AugOp::Contrast(p) => kernels::aug_contrast(l, y, x, &l.upload(p)?, s),
-            AugOp::Crop(p) => kernels::aug_crop(l, y, x, &l.upload_u32(bytemuck::cast_slice(p))?, s, false),
-            AugOp::Cutout { centres, half } => {
-                kernels::aug_cutout(l, y, x, &l.upload_u32(bytemuck::cast_slice(centres))?, *half, s)
+            AugOp::Crop(p) => {
+                kernels::aug_crop(l, y, x, &l.upload_u32(bytemuck::cast_slice(p))?, s, false)
             }
+            AugOp::Cutout { centres, half } => kernels::aug_cutout(
+                l,
+                y,
+                x,
+                &l.upload_u32(bytemuck::cast_slice(centres))?,
+                *half,
+                s,
+            ),
         }
     }
     fn aug_bwd(&self, dx: &mut L::Buf, dy: &L::Buf, op: &AugOp, s: &ImgShape) -> Result<()> {
@@ -834,23 +908,41 @@ impl<L: Launcher> Backend for Gpu<L> {
         }
         let l = &self.l;
         match op {
-            AugOp::Affine(p) => kernels::aug_affine(l, dx, dy, &l.upload(bytemuck::cast_slice(p))?, s, true),
+            AugOp::Affine(p) => {
+                kernels::aug_affine(l, dx, dy, &l.upload(bytemuck::cast_slice(p))?, s, true)
+            }
             // Self-adjoint maps run their forward kernel on dy.
-            AugOp::Flip(p) => kernels::aug_flip(l, dx, dy, &l.upload_u32(bytemuck::cast_slice(p))?, s),
+            AugOp::Flip(p) => {
+                kernels::aug_flip(l, dx, dy, &l.upload_u32(bytemuck::cast_slice(p))?, s)
+            }
             AugOp::Brightness(_) => kernels::copy_range(l, dx, 0, dy, 0, s.len() as u32),
             AugOp::Saturation(p) => kernels::aug_saturation(l, dx, dy, &l.upload(p)?, s),
             AugOp::Contrast(p) => kernels::aug_contrast(l, dx, dy, &l.upload(p)?, s),
-            AugOp::Crop(p) => kernels::aug_crop(l, dx, dy, &l.upload_u32(bytemuck::cast_slice(p))?, s, true),
-            AugOp::Cutout { centres, half } => {
-                kernels::aug_cutout(l, dx, dy, &l.upload_u32(bytemuck::cast_slice(centres))?, *half, s)
+            AugOp::Crop(p) => {
+                kernels::aug_crop(l, dx, dy, &l.upload_u32(bytemuck::cast_slice(p))?, s, true)
             }
+            AugOp::Cutout { centres, half } => kernels::aug_cutout(
+                l,
+                dx,
+                dy,
+                &l.upload_u32(bytemuck::cast_slice(centres))?,
+                *half,
+                s,
+            ),
         }
     }
 }
 
 impl<L: Launcher> Gpu<L> {
     /// Validates an augmentation launch; `Ok(false)` for an empty batch (nothing to do).
-    fn check_aug(&self, op: &str, out_len: usize, in_len: usize, aug: &AugOp, s: &ImgShape) -> Result<bool> {
+    fn check_aug(
+        &self,
+        op: &str,
+        out_len: usize,
+        in_len: usize,
+        aug: &AugOp,
+        s: &ImgShape,
+    ) -> Result<bool> {
         check_len(op, "output", out_len, s.len())?;
         check_len(op, "input", in_len, s.len())?;
         if aug.batch() != s.n as usize {
@@ -878,7 +970,9 @@ fn check_group_norm(op: &str, s: &NormShape) -> Result<usize> {
     match s.affine {
         0 => Ok(s.c as usize),
         1 => Ok(s.c as usize * s.hw as usize),
-        a => Err(Error::Shape(format!("{op}: affine layout {a} is neither 0 nor 1"))),
+        a => Err(Error::Shape(format!(
+            "{op}: affine layout {a} is neither 0 nor 1"
+        ))),
     }
 }
 
@@ -897,7 +991,10 @@ fn check_batch_norm(op: &str, s: &NormShape) -> Result<usize> {
 
 fn check_eps(op: &str, s: &NormShape) -> Result<()> {
     if !(s.eps >= 0.0 && s.eps.is_finite()) {
-        return Err(Error::Shape(format!("{op}: eps {} is not a finite value >= 0", s.eps)));
+        return Err(Error::Shape(format!(
+            "{op}: eps {} is not a finite value >= 0",
+            s.eps
+        )));
     }
     Ok(())
 }
@@ -907,7 +1004,9 @@ fn check_dparams(op: &str, len: usize, dg: Seg, db: Seg, want: usize) -> Result<
     check_seg_len(op, "dgamma", dg, len, want)?;
     check_seg_len(op, "dbeta", db, len, want)?;
     if dg.range().start < db.range().end && db.range().start < dg.range().end {
-        return Err(Error::Shape(format!("{op}: dgamma and dbeta segments overlap")));
+        return Err(Error::Shape(format!(
+            "{op}: dgamma and dbeta segments overlap"
+        )));
     }
     Ok(())
 }
@@ -929,7 +1028,9 @@ fn check_ce(op: &str, s: &LinearShape, labels: usize, lens: &[usize]) -> Result<
 /// The kernels flag a label >= K with -1 in the per-sample label slot.
 fn check_labels(op: &str, flags: &[f32]) -> Result<()> {
     if let Some(i) = flags.iter().position(|&f| f < 0.0) {
-        return Err(Error::Shape(format!("{op}: the label of sample {i} is not below the classes")));
+        return Err(Error::Shape(format!(
+            "{op}: the label of sample {i} is not below the classes"
+        )));
     }
     Ok(())
 }
@@ -943,7 +1044,11 @@ fn cos_terms(dot: f64, rr: f64, ss: f64) -> (f64, f64, f64) {
     let (nr, ns) = (rr.sqrt(), ss.sqrt());
     let den = nr * ns + COS_EPS;
     let d = 1.0 - dot / den;
-    let b = if ns > 0.0 { dot * nr / (den * den * ns) } else { 0.0 };
+    let b = if ns > 0.0 {
+        dot * nr / (den * den * ns)
+    } else {
+        0.0
+    };
     (d, -1.0 / den, b)
 }
 
