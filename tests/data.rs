@@ -273,7 +273,7 @@ fn cifar100_uses_fine_labels() {
 // ---- a tiny MAT v5 writer (test side) -----------------------------------------
 
 fn pad8(v: &mut Vec<u8>) {
-    while v.len() % 8 != 0 {
+    while !v.len().is_multiple_of(8) {
         v.push(0);
     }
 }
@@ -551,13 +551,19 @@ fn download_file_verifies_checksum() {
     let base = serve(files);
     let dir = tempfile::tempdir().unwrap();
     let good = locate::sha256_hex(&content);
-    let p = locate::download_file(&[base.clone()], "labels.gz", Some(&good), dir.path()).unwrap();
+    let p = locate::download_file(
+        std::slice::from_ref(&base),
+        "labels.gz",
+        Some(&good),
+        dir.path(),
+    )
+    .unwrap();
     assert_eq!(p, dir.path().join("labels.gz"));
     assert_eq!(std::fs::read(&p).unwrap(), gz(&content));
 
     let bad = "0".repeat(64);
     let e = locate::download_file(
-        &[base.clone()],
+        std::slice::from_ref(&base),
         "labels.gz",
         Some(&bad),
         &dir.path().join("x"),

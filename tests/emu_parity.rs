@@ -342,7 +342,8 @@ parity!(sgd, body_sgd);
 
 /// (n, c, h, w, o, k, stride, pad): 1x1, 3x3, 5x5, strides 1 and 2, padding 0..3,
 /// O above one 128 tile, C*K*K above one tile, and batch*OH*OW long enough to split K.
-const CONV_SHAPES: [(usize, usize, usize, usize, usize, usize, usize, usize); 8] = [
+type ConvCase = (usize, usize, usize, usize, usize, usize, usize, usize);
+const CONV_SHAPES: [ConvCase; 8] = [
     (1, 1, 5, 5, 1, 3, 1, 1),
     (2, 3, 9, 7, 5, 3, 1, 1),
     (3, 2, 8, 8, 4, 3, 2, 0),

@@ -112,7 +112,7 @@ fn png_grid_has_right_size_and_denormalised_pixels() {
     let mut images = vec![0f32; k * ipc * c * h * w];
     // Image (class 1, col 0): channel 0 pixel (2, 3) de-normalises to 0.9;
     // channel 2 everywhere to 1.3 -> clamped to 1.
-    let base = (1 * ipc + 0) * c * h * w;
+    let base = ipc * c * h * w; // image (class 1, col 0)
     images[base + 2 * w + 3] = (0.9 - 0.5) / 0.2;
     for i in 0..h * w {
         images[base + 2 * h * w + i] = (1.3 - 0.3) / 0.5;
@@ -123,7 +123,7 @@ fn png_grid_has_right_size_and_denormalised_pixels() {
     let pad = output::png_grid::PAD as u32;
     assert_eq!(img.width(), ipc as u32 * (w as u32 + pad) + pad);
     assert_eq!(img.height(), k as u32 * (h as u32 + pad) + pad);
-    let (y0, x0) = (pad + 1 * (h as u32 + pad), pad);
+    let (y0, x0) = (pad + (h as u32 + pad), pad);
     let px = img.get_pixel(x0 + 3, y0 + 2);
     assert_eq!(px[0], (0.9f32 * 255.0).round() as u8);
     assert_eq!(px[2], 255);
@@ -133,7 +133,7 @@ fn png_grid_has_right_size_and_denormalised_pixels() {
 
     // Grey images give a grey PNG.
     let g = dir.path().join("grey.png");
-    output::write_png_grid(&g, &vec![0.0; 2 * 2 * 3 * 3], 1, 3, 3, 2, 2, &[0.5], &[0.5]).unwrap();
+    output::write_png_grid(&g, &[0.0; 2 * 2 * 3 * 3], 1, 3, 3, 2, 2, &[0.5], &[0.5]).unwrap();
     let gi = image::open(&g).unwrap();
     assert_eq!(gi.color(), image::ColorType::L8);
     assert!(output::write_png_grid(&g, &[0.0; 5], 1, 3, 3, 2, 2, &[0.5], &[0.5]).is_err());
@@ -180,7 +180,7 @@ fn checkpoint_round_trip_with_rng_state() {
     let p = dir.path().join("ckpt.safetensors");
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
     let _: u64 = rng.random();
-    let images: Vec<f32> = (0..2 * 1 * 3 * 3).map(|i| i as f32 * 0.25 - 1.0).collect();
+    let images: Vec<f32> = (0..2 * 3 * 3).map(|i| i as f32 * 0.25 - 1.0).collect();
     let ck = Checkpoint {
         experiment: 1,
         iteration: 37,

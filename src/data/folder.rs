@@ -61,11 +61,14 @@ fn decode(p: &Path) -> Result<Decoded> {
     })
 }
 
+/// Images of a split: per image its label and HWC RGB bytes.
+type LabelledImages = Vec<(u32, Vec<u8>)>;
+
 /// Reads one split's images: (per image its label and HWC RGB bytes, all grey?).
 fn read_split(
     classes: &[PathBuf],
     size: &mut Option<(u32, u32, PathBuf)>,
-) -> Result<(Vec<(u32, Vec<u8>)>, bool)> {
+) -> Result<(LabelledImages, bool)> {
     let mut items = Vec::new();
     let mut all_grey = true;
     for (label, cdir) in classes.iter().enumerate() {

@@ -250,7 +250,10 @@ impl Dataset {
                 ),
             ));
         }
-        if let Some(s) = std.iter().find(|s| !(**s > 0.0)) {
+        if let Some(s) = std
+            .iter()
+            .find(|s| (**s).partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater))
+        {
             return Err(Error::data(&source, format!("std {s} is not positive")));
         }
         let norm = |raw: &RawSplit, what: &str| -> Result<Split> {

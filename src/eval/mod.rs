@@ -72,11 +72,12 @@ impl<B: Backend> Workspaces<B> {
         }
     }
     fn get(&mut self, net: &Network<'_, B>, n: usize) -> Result<&mut Workspace<B>> {
-        if !self.by_n.contains_key(&n) {
-            let ws = net.workspace(n, WorkspaceOpts::default())?;
-            self.by_n.insert(n, ws);
+        match self.by_n.entry(n) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                Ok(e.insert(net.workspace(n, WorkspaceOpts::default())?))
+            }
         }
-        Ok(self.by_n.get_mut(&n).expect("inserted above"))
     }
 }
 
@@ -132,10 +133,12 @@ pub fn train_and_test<B: Backend, R: Rng + ?Sized>(
         let (mut loss_sum, mut correct) = (0.0, 0usize);
         for chunk in order.chunks(opts.batch_train) {
             let m = chunk.len();
-            if !batch_buf.contains_key(&m) {
-                batch_buf.insert(m, (be.alloc(m * img)?, be.alloc(m * img)?));
-            }
-            let (xb, aug_tmp) = batch_buf.get_mut(&m).expect("inserted above");
+            let (xb, aug_tmp) = match batch_buf.entry(m) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert((be.alloc(m * img)?, be.alloc(m * img)?))
+                }
+            };
             be.gather_rows(xb, &all, chunk, img)?;
             let labels: Vec<u32> = chunk.iter().map(|&i| train.labels[i as usize]).collect();
             let labels = be.upload_labels(&labels)?;

@@ -201,7 +201,7 @@ impl ConvNetConfig {
                 ));
             }
         }
-        if self.norm == Norm::Group && self.width % GROUPNORM_GROUPS != 0 {
+        if self.norm == Norm::Group && !self.width.is_multiple_of(GROUPNORM_GROUPS) {
             return Err(Error::option(
                 "model",
                 format!(

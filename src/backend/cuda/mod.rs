@@ -196,7 +196,7 @@ impl Launcher for CudaLauncher {
             .map_err(|e| err(format!("upload {} floats: {e}", host.len())))
     }
     fn download(&self, buf: &CudaSlice<f32>) -> Result<Vec<f32>> {
-        if buf.len() == 0 {
+        if buf.is_empty() {
             return Ok(Vec::new());
         }
         self.stream

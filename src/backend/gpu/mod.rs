@@ -182,11 +182,7 @@ impl<L: Launcher> Backend for Gpu<L> {
         row_len: usize,
     ) -> Result<()> {
         check_len("gather_rows", "dst", self.l.len(dst), rows.len() * row_len)?;
-        let src_rows = if row_len == 0 {
-            0
-        } else {
-            self.l.len(src) / row_len
-        };
+        let src_rows = self.l.len(src).checked_div(row_len).unwrap_or(0);
         if let Some(&r) = rows.iter().find(|&&r| r as usize >= src_rows) {
             return Err(Error::Shape(format!(
                 "gather_rows: row {r} outside a source of {src_rows} rows"
@@ -959,7 +955,7 @@ impl<L: Launcher> Gpu<L> {
 
 /// Group-norm shape checks; returns the length of an affine parameter (C or C*HW).
 fn check_group_norm(op: &str, s: &NormShape) -> Result<usize> {
-    if s.n == 0 || s.c == 0 || s.hw == 0 || s.groups == 0 || s.c % s.groups != 0 {
+    if s.n == 0 || s.c == 0 || s.hw == 0 || s.groups == 0 || !s.c.is_multiple_of(s.groups) {
         return Err(Error::Shape(format!(
             "{op}: bad shape (n={}, c={}, hw={}, groups={}; groups must divide c)",
             s.n, s.c, s.hw, s.groups
