@@ -14,79 +14,13 @@
 //! below 1e-5 for the reductions here (<= 1200 terms). Any NaN or infinity fails.
 //! Scalars (loss, h, distance) are compared with the same relative bound.
 
-use dsa_condense::backend::cpu::Cpu;
-use dsa_condense::backend::cuda::Cuda;
 use dsa_condense::backend::emu::Emu;
 use dsa_condense::backend::*;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::sync::OnceLock;
 
-const REL_TOL: f64 = 1e-5;
-
-fn cpu() -> &'static Cpu<f32> {
-    static CPU: OnceLock<Cpu<f32>> = OnceLock::new();
-    CPU.get_or_init(|| Cpu::new(2).expect("cpu backend"))
-}
-
-fn cuda() -> Option<&'static Cuda> {
-    static CUDA: OnceLock<Result<Cuda, String>> = OnceLock::new();
-    match CUDA.get_or_init(|| Cuda::new(0).map_err(|e| e.to_string())) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            eprintln!("skipped: cuda backend unavailable: {e}");
-            None
-        }
-    }
-}
-
-fn rng(seed: u64) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(seed)
-}
-
-fn rand_vec(r: &mut ChaCha8Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-    (0..n).map(|_| r.random_range(lo..hi)).collect()
-}
-
-fn nan_vec(n: usize) -> Vec<f32> {
-    vec![f32::NAN; n]
-}
-
-/// ||got - want|| / ||want|| < REL_TOL, no non-finite value, same length.
-fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    if let Some(i) = got.iter().position(|v| !v.is_finite()) {
-        panic!(
-            "{what}: non-finite output {} at index {i} (ref {})",
-            got[i], want[i]
-        );
-    }
-    let (mut num, mut den, mut max_abs, mut max_rel) = (0f64, 0f64, 0f64, 0f64);
-    let mut first_bad = None;
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let d = (g as f64 - w as f64).abs();
-        num += d * d;
-        den += (w as f64) * (w as f64);
-        max_abs = max_abs.max(d);
-        if w != 0.0 {
-            max_rel = max_rel.max(d / (w as f64).abs());
-        }
-        if first_bad.is_none() && d > 1e-6 + 1e-4 * (w as f64).abs() {
-            first_bad = Some(i);
-        }
-    }
-    let rel = if den > 0.0 {
-        (num / den).sqrt()
-    } else {
-        num.sqrt()
-    };
-    assert!(
-        rel < REL_TOL,
-        "{what}: relative error {rel:.3e} >= {REL_TOL:e} (max abs {max_abs:.3e}, max rel \
-         {max_rel:.3e}, first mismatch {:?})",
-        first_bad.map(|i| (i, got[i], want[i]))
-    );
-}
+mod parity_common;
+use parity_common::*;
 
 /// |got - want| <= REL_TOL * max(|want|, 1e-3) for a scalar result.
 fn assert_scalar(what: &str, got: f64, want: f64) {
