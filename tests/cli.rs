@@ -73,6 +73,8 @@ fn bad_options_fail_with_the_option_named() {
     fails_naming(&["condense", "--method", "foo"], "--method");
     fails_naming(&["condense", "--dataset", "imagenet"], "--dataset");
     fails_naming(&["condense", "--model", "ResNet99"], "--model");
+    // A reference architecture that is not implemented: refused before any data is read.
+    fails_naming(&["condense", "--model", "ResNet18"], "does not implement");
     fails_naming(
         &["condense", "--dsa-strategy", "color_blur"],
         "--dsa-strategy",

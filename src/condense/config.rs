@@ -432,6 +432,16 @@ impl CondenseArgs {
                 )
             })?
             .to_string();
+        if !model.starts_with("ConvNet") {
+            return Err(Error::option(
+                "model",
+                format!(
+                    "{model} is a reference architecture this build does not implement yet \
+                     (implemented: ConvNet and its variants ConvNetD1..D4, W32..W256, \
+                     AS/AR/AL/ASwish, ASwishBN, NN/BN/LN/IN/GN, NP/MP/AP)"
+                ),
+            ));
+        }
         let ipc = a.ipc.unwrap_or(1);
         if ipc == 0 {
             return Err(Error::option("ipc", "must be at least 1"));
