@@ -169,3 +169,35 @@ impl<B: Backend> Augmenter<B> {
         }
     }
 }
+
+/// `x <- ops[last](...ops[0](x))` in place, ping-ponging with `tmp` (same length as
+/// `x`, contents overwritten). No allocation: the form the hot loops use.
+pub fn apply_fwd_in_place<B: Backend>(
+    b: &B,
+    ops: &[AugOp],
+    x: &mut B::Buf,
+    tmp: &mut B::Buf,
+    shape: &ImgShape,
+) -> Result<()> {
+    for op in ops {
+        b.aug_fwd(tmp, x, op, shape)?;
+        std::mem::swap(x, tmp);
+    }
+    Ok(())
+}
+
+/// `dy <- ops[0]^T(...ops[last]^T(dy))` in place (the adjoint of
+/// [`apply_fwd_in_place`]), ping-ponging with `tmp`.
+pub fn apply_bwd_in_place<B: Backend>(
+    b: &B,
+    ops: &[AugOp],
+    dy: &mut B::Buf,
+    tmp: &mut B::Buf,
+    shape: &ImgShape,
+) -> Result<()> {
+    for op in ops.iter().rev() {
+        b.aug_bwd(tmp, dy, op, shape)?;
+        std::mem::swap(dy, tmp);
+    }
+    Ok(())
+}

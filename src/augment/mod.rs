@@ -20,6 +20,8 @@ mod apply;
 mod sample;
 mod strategy;
 
-pub use apply::{apply_bwd, apply_fwd, validate_ops, Augmenter};
+pub use apply::{
+    apply_bwd, apply_bwd_in_place, apply_fwd, apply_fwd_in_place, validate_ops, Augmenter,
+};
 pub use sample::{sample_per_image, sample_siamese, AugDraw};
 pub use strategy::{AugMode, DsaParams, Group, Strategy};

@@ -13,6 +13,8 @@
 //! iteration `i` draws exactly what the uninterrupted run drew (the checkpoint's
 //! RNG state is that triple).
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -22,7 +24,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::config::{CondenseConfig, DisMetric, Init, Method};
-use crate::augment::{sample_per_image, sample_siamese, AugMode, DsaParams, Strategy};
+use crate::augment::{
+    apply_fwd_in_place, sample_per_image, sample_siamese, AugMode, DsaParams, Strategy,
+};
 use crate::backend::{Backend, ImgShape, Metric, Scalar, SgdParams};
 use crate::data::{ClassIndex, Dataset};
 use crate::engine::{Network, WorkspaceOpts};
@@ -328,7 +332,7 @@ pub fn run<B: Backend>(
     let mut dsyn = be.alloc(k * ipc * img)?;
     let mut inner_ws = net.workspace((k * ipc).min(cfg.batch_train), WorkspaceOpts::default())?;
     let mut inner_x = be.alloc(k * ipc * img)?;
-    let mut inner_tmp = be.alloc(k * ipc * img)?;
+    let mut inner_bufs: HashMap<usize, (B::Buf, B::Buf)> = HashMap::new();
     let syn_len = k * ipc * img;
     let image_hp = SgdParams {
         lr: cfg.lr_img as f32,
@@ -415,10 +419,13 @@ pub fn run<B: Backend>(
                     let syn_ops = match &strategy {
                         Some(st) if !st.is_none() => {
                             let draw = sample_siamese(st, &dsa_params, AugMode::S, side, &mut rng)?;
-                            for op in draw.ops(n_real) {
-                                be.aug_fwd(&mut real_tmp, &real_x, &op, &real_shape)?;
-                                std::mem::swap(&mut real_x, &mut real_tmp);
-                            }
+                            apply_fwd_in_place(
+                                be,
+                                &draw.ops(n_real),
+                                &mut real_x,
+                                &mut real_tmp,
+                                &real_shape,
+                            )?;
                             draw.ops(ipc)
                         }
                         _ => Vec::new(),
@@ -456,8 +463,12 @@ pub fn run<B: Backend>(
                         if m != inner_ws.batch() {
                             inner_ws = net.workspace(m, WorkspaceOpts::default())?;
                         }
-                        let mut xb = be.alloc(m * img)?;
-                        be.gather_rows(&mut xb, &inner_x, chunk, img)?;
+                        // Minibatch buffers per size, allocated once per run.
+                        let (xb, tmp) = match inner_bufs.entry(m) {
+                            Entry::Occupied(e) => e.into_mut(),
+                            Entry::Vacant(e) => e.insert((be.alloc(m * img)?, be.alloc(m * img)?)),
+                        };
+                        be.gather_rows(xb, &inner_x, chunk, img)?;
                         let lab: Vec<u32> = chunk.iter().map(|&i| labels[i as usize]).collect();
                         if let Some(st) = strategy.as_ref().filter(|s| !s.is_none()) {
                             let shape = ImgShape {
@@ -466,16 +477,10 @@ pub fn run<B: Backend>(
                             };
                             let ops =
                                 sample_per_image(st, &dsa_params, AugMode::S, side, m, &mut rng)?;
-                            if be.buf_len(&inner_tmp) != m * img {
-                                inner_tmp = be.alloc(m * img)?;
-                            }
-                            for op in &ops {
-                                be.aug_fwd(&mut inner_tmp, &xb, op, &shape)?;
-                                std::mem::swap(&mut xb, &mut inner_tmp);
-                            }
+                            apply_fwd_in_place(be, &ops, xb, tmp, &shape)?;
                         }
                         let lab = be.upload_labels(&lab)?;
-                        net.train_step(&mut inner_ws, &xb, &lab, net_hp)?;
+                        net.train_step(&mut inner_ws, xb, &lab, net_hp)?;
                     }
                 }
             }

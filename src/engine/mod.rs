@@ -13,6 +13,7 @@
 //! (forward-mode tangent along `v = dD/dg_syn`, then the reverse pass of the dual
 //! computation), is written down in `docs/derivations/engine.md`.
 
+use crate::augment::{apply_bwd_in_place, apply_fwd_in_place};
 use crate::backend::{
     Act, AugOp, Backend, CeOut, ConvShape, ImgShape, LinearShape, Metric, NormShape, PoolKind,
     PoolShape, Scalar as _, SgdParams,
@@ -848,10 +849,7 @@ impl<'b, B: Backend> Network<'b, B> {
         )?;
         // x = A(S): ping-pong through the op chain, result in aug_a.
         be.copy_range(&mut mw.aug_a, 0, syn, 0, len)?;
-        for op in aug {
-            be.aug_fwd(&mut mw.aug_b, &mw.aug_a, op, &mw.img)?;
-            std::mem::swap(&mut mw.aug_a, &mut mw.aug_b);
-        }
+        apply_fwd_in_place(be, aug, &mut mw.aug_a, &mut mw.aug_b, &mw.img)?;
         self.loss_and_grads(
             &mut mw.syn,
             &mw.aug_a,
@@ -898,10 +896,7 @@ impl<'b, B: Backend> Network<'b, B> {
         let len = mw.img.len();
         let dx = req(&mw.syn.dx, "input gradient")?;
         be.copy_range(&mut mw.aug_a, 0, dx, 0, len)?;
-        for op in aug.iter().rev() {
-            be.aug_bwd(&mut mw.aug_b, &mw.aug_a, op, &mw.img)?;
-            std::mem::swap(&mut mw.aug_a, &mut mw.aug_b);
-        }
+        apply_bwd_in_place(be, aug, &mut mw.aug_a, &mut mw.aug_b, &mw.img)?;
         be.copy_range(&mut mw.dsyn, 0, &mw.aug_a, 0, len)?;
         Ok(d)
     }

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::augment::{sample_per_image, AugMode, DsaParams, Strategy};
+use crate::augment::{apply_fwd_in_place, sample_per_image, AugMode, DsaParams, Strategy};
 use crate::backend::{Backend, ImgShape, Scalar, SgdParams};
 use crate::data::Split;
 use crate::engine::{Mode, Network, Workspace, WorkspaceOpts};
@@ -151,10 +151,7 @@ pub fn train_and_test<B: Backend, R: Rng + ?Sized>(
                 };
                 let ops =
                     sample_per_image(strategy, &opts.dsa_params, AugMode::S, cfg.image_h, m, rng)?;
-                for op in &ops {
-                    be.aug_fwd(aug_tmp, xb, op, &shape)?;
-                    std::mem::swap(xb, aug_tmp);
-                }
+                apply_fwd_in_place(be, &ops, xb, aug_tmp, &shape)?;
             }
             let hp = SgdParams {
                 lr,
