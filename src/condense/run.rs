@@ -31,7 +31,7 @@ use crate::backend::{Backend, ImgShape, Metric, Scalar, SgdParams};
 use crate::data::{ClassIndex, Dataset};
 use crate::engine::{Network, WorkspaceOpts};
 use crate::error::{Error, Result};
-use crate::eval::{train_and_test, EvalOptions, TrainSet};
+use crate::eval::{train_and_test, DeviceSplit, EvalOptions, TrainSet};
 use crate::model::ConvNetConfig;
 use crate::output::checkpoint::Checkpoint;
 use crate::output::report::{EvalRecord, LossRecord, Summary};
@@ -187,6 +187,7 @@ pub fn evaluate_set<B: Backend>(
     obs: &mut dyn Observer,
 ) -> Result<Vec<EvalRecord>> {
     let opts = eval_options(cfg)?;
+    let test = DeviceSplit::new(be, &ds.test)?;
     let mut out = Vec::new();
     for (mi, model) in cfg.eval_models().iter().enumerate() {
         let net_cfg = model_config(model, ds)?;
@@ -203,7 +204,7 @@ pub fn evaluate_set<B: Backend>(
                 be,
                 net_cfg,
                 TrainSet { images, labels },
-                &ds.test,
+                &test,
                 &opts,
                 &mut rng,
             )?;

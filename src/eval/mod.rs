@@ -90,6 +90,27 @@ pub struct TrainSet<'a> {
     pub labels: &'a [u32],
 }
 
+/// A test split uploaded to the backend once and shared by every evaluated network.
+pub struct DeviceSplit<B: Backend> {
+    images: B::Buf,
+    labels: Vec<u32>,
+    n: usize,
+}
+
+impl<B: Backend> DeviceSplit<B> {
+    /// Uploads `split` (normalised NCHW images and labels).
+    pub fn new(be: &B, split: &Split) -> Result<Self> {
+        if split.n == 0 {
+            return Err(Error::Shape("empty test split".into()));
+        }
+        Ok(Self {
+            images: to_backend(be, &split.images)?,
+            labels: split.labels.clone(),
+            n: split.n,
+        })
+    }
+}
+
 fn to_backend<B: Backend>(be: &B, host: &[f32]) -> Result<B::Buf> {
     let v: Vec<B::E> = host.iter().map(|&x| B::E::from_f32(x)).collect();
     be.upload(&v)
@@ -100,7 +121,7 @@ pub fn train_and_test<B: Backend, R: Rng + ?Sized>(
     be: &B,
     cfg: ConvNetConfig,
     train: TrainSet<'_>,
-    test: &Split,
+    test: &DeviceSplit<B>,
     opts: &EvalOptions,
     rng: &mut R,
 ) -> Result<EvalOutcome> {
@@ -186,17 +207,18 @@ pub fn train_and_test<B: Backend, R: Rng + ?Sized>(
 fn test_accuracy<B: Backend>(
     net: &mut Network<'_, B>,
     ws: &mut Workspaces<B>,
-    test: &Split,
+    test: &DeviceSplit<B>,
     img: usize,
 ) -> Result<f64> {
     let be = net.backend();
-    if test.n == 0 {
-        return Err(Error::Shape("empty test split".into()));
-    }
     let mut correct = 0usize;
+    let mut x = be.alloc(TEST_BATCH.min(test.n) * img)?;
     for start in (0..test.n).step_by(TEST_BATCH) {
         let m = TEST_BATCH.min(test.n - start);
-        let x = to_backend(be, &test.images[start * img..(start + m) * img])?;
+        if be.buf_len(&x) != m * img {
+            x = be.alloc(m * img)?; // the last, shorter batch
+        }
+        be.copy_range(&mut x, 0, &test.images, start * img, m * img)?;
         let labels = be.upload_labels(&test.labels[start..start + m])?;
         let w = ws.get(net, m)?;
         correct += net.loss(w, &x, &labels, Mode::Eval)?.correct;
