@@ -6,6 +6,11 @@
 //! is timed. A summary table prints time, GFLOP/s and the share of the sgemm peak
 //! before the criterion runs.
 //!
+//! The memory-bound ops of a ConvNet block (group norm, activation, pooling,
+//! forward and backward) at the first block's shape (256 x 128 x 32 x 32) are
+//! timed too, in GB/s of the bytes they must move, next to the machine's
+//! measured copy bandwidth.
+//!
 //! Run: `cargo bench --bench kernels` (`-- --quick` for a short criterion pass).
 
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
@@ -246,6 +251,114 @@ fn summary() {
          {step_cpu:.2} CPU-s = {:.2} s on {threads} idle cores",
         step_cpu / threads as f64
     );
+    summary_elementwise(&cpu);
+}
+
+/// Bytes/s of a parallel copy of `len` f32 (read + write), the bandwidth ceiling.
+fn copy_bandwidth(cpu: &Cpu<f32>, len: usize) -> f64 {
+    let src = vec![1.0f32; len];
+    let mut dst = vec![0.0f32; len];
+    let t = best_time(3, || {
+        cpu.copy_range(&mut dst, 0, &src, 0, len).unwrap();
+        black_box(&dst);
+    });
+    (8 * len) as f64 / t
+}
+
+/// The memory-bound ops of block 1 (N=256, C=128, 32x32, instance norm, ReLU,
+/// 2x2 average pooling): time and GB/s of the bytes each must read and write.
+fn summary_elementwise(cpu: &Cpu<f32>) {
+    let (n, c, hw) = (N, 128usize, 32 * 32usize);
+    let len = n * c * hw;
+    let ns = NormShape {
+        n: n as u32,
+        c: c as u32,
+        hw: hw as u32,
+        groups: c as u32,
+        affine: 0,
+        eps: 1e-5,
+    };
+    let ps = PoolShape {
+        planes: (n * c) as u32,
+        h: 32,
+        w: 32,
+    };
+    let mut r = ChaCha8Rng::seed_from_u64(5);
+    let mut v = |k: usize| {
+        (0..k)
+            .map(|_| r.random::<f32>() - 0.5)
+            .collect::<Vec<f32>>()
+    };
+    let (x, dy) = (v(len), v(len));
+    let params = v(2 * c);
+    let (gs, bs) = (
+        Seg {
+            off: 0,
+            len: c as u32,
+        },
+        Seg {
+            off: c as u32,
+            len: c as u32,
+        },
+    );
+    let mut y = vec![0.0f32; len];
+    let mut dx = vec![0.0f32; len];
+    let mut grads = vec![0.0f32; 2 * c];
+    let mut stats = vec![0.0f32; 2 * n * c];
+    let mut pooled = vec![0.0f32; len / 4];
+    let dpooled = v(len / 4);
+    cpu.norm_fwd(&mut y, &mut stats, &x, &params, gs, bs, &ns)
+        .unwrap();
+    let bw = copy_bandwidth(cpu, len);
+    println!(
+        "copy bandwidth ({} MB read + written): {:.1} GB/s",
+        8 * len / 1_000_000,
+        bw / 1e9
+    );
+    println!(
+        "{:<34} {:>9} {:>9} {:>7}",
+        "block-1 op (256x128x32x32 f32)", "wall ms", "GB/s", "% copy"
+    );
+    let f4 = 4.0 * len as f64;
+    let row = |name: &str, bytes: f64, f: &mut dyn FnMut()| {
+        let t = best_time(3, f);
+        println!(
+            "{name:<34} {:>9.1} {:>9.1} {:>6.0}%",
+            t * 1e3,
+            bytes / t / 1e9,
+            100.0 * bytes / t / bw
+        );
+    };
+    row("norm_fwd (x -> y, stats)", 2.0 * f4, &mut || {
+        cpu.norm_fwd(&mut y, &mut stats, &x, &params, gs, bs, &ns)
+            .unwrap()
+    });
+    row("norm_bwd (dy, x -> dx, dgamma/beta)", 3.0 * f4, &mut || {
+        cpu.norm_bwd(
+            &mut dx,
+            Some((&mut grads, gs, bs)),
+            &dy,
+            &x,
+            &stats,
+            &params,
+            gs,
+            &ns,
+        )
+        .unwrap()
+    });
+    row("act_fwd relu", 2.0 * f4, &mut || {
+        cpu.act_fwd(&mut y, &x, Act::Relu).unwrap()
+    });
+    row("act_bwd relu", 3.0 * f4, &mut || {
+        cpu.act_bwd(&mut dx, &dy, &x, Act::Relu).unwrap()
+    });
+    row("pool_fwd avg 2x2", 1.25 * f4, &mut || {
+        cpu.pool_fwd(&mut pooled, &x, &ps, PoolKind::Avg).unwrap()
+    });
+    row("pool_bwd avg 2x2", 1.25 * f4, &mut || {
+        cpu.pool_bwd(&mut dx, &dpooled, &x, &ps, PoolKind::Avg)
+            .unwrap()
+    });
 }
 
 fn bench_convs(c: &mut Criterion) {

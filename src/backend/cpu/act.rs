@@ -97,27 +97,52 @@ fn df_d2f<T: Scalar>(x: T, act: Act) -> (T, T) {
     }
 }
 
+/// Calls `$body` with `$act` bound to a constant, so that the per-element `match`
+/// on the activation folds away and each loop vectorises on its own.
+macro_rules! with_const_act {
+    ($act:expr, |$a:ident| $body:expr) => {
+        match $act {
+            Act::Relu => {
+                const $a: Act = Act::Relu;
+                $body
+            }
+            Act::Sigmoid => {
+                const $a: Act = Act::Sigmoid;
+                $body
+            }
+            Act::LeakyRelu => {
+                const $a: Act = Act::LeakyRelu;
+                $body
+            }
+            Act::Swish => {
+                const $a: Act = Act::Swish;
+                $body
+            }
+        }
+    };
+}
+
 /// `y = act(x)` (lengths checked by the caller).
 pub fn act_fwd<T: Scalar>(pool: &ThreadPool, y: &mut [T], x: &[T], act: Act) {
-    pool.install(|| {
+    with_const_act!(act, |A| pool.install(|| {
         y.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
-            .for_each(|(yc, xc)| yc.iter_mut().zip(xc).for_each(|(v, &u)| *v = f(u, act)));
-    });
+            .for_each(|(yc, xc)| yc.iter_mut().zip(xc).for_each(|(v, &u)| *v = f(u, A)));
+    }))
 }
 
 /// `dx = act'(x) dy` (lengths checked by the caller).
 pub fn act_bwd<T: Scalar>(pool: &ThreadPool, dx: &mut [T], dy: &[T], x: &[T], act: Act) {
-    pool.install(|| {
+    with_const_act!(act, |A| pool.install(|| {
         dx.par_chunks_mut(CHUNK)
             .zip(dy.par_chunks(CHUNK))
             .zip(x.par_chunks(CHUNK))
             .for_each(|((dc, gc), xc)| {
                 for ((d, &g), &u) in dc.iter_mut().zip(gc).zip(xc) {
-                    *d = df(u, act) * g;
+                    *d = df(u, A) * g;
                 }
             });
-    });
+    }))
 }
 
 /// Reverse of the dual activation `(x, xdot) -> (act(x), act'(x) xdot)`:

@@ -16,6 +16,7 @@
 //!
 //! All outputs are overwritten.
 #![allow(clippy::too_many_arguments)]
+use super::scratch::with_scratch;
 use crate::backend::*;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -151,19 +152,89 @@ impl Geo {
     }
 }
 
+/// Independent partial sums of the vectorisable reductions: element `i` goes to
+/// lane `i % LANES`, and the lanes are added in a fixed order at the end, so the
+/// result depends on the data only (not on the machine or the thread count).
+const LANES: usize = 8;
+
+/// Adds the lanes in a fixed pairwise order.
+#[inline(always)]
+fn fold_lanes(l: [f64; LANES]) -> f64 {
+    ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
+}
+
+/// `sum_i f(x_i)` in f64, in [`LANES`] partial sums (vectorisable).
+#[inline(always)]
+fn lane_sum<T: Scalar>(x: &[T], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for ch in chunks {
+        for l in 0..LANES {
+            acc[l] += f(ch[l].to_f64());
+        }
+    }
+    for (l, v) in tail.iter().enumerate() {
+        acc[l] += f(v.to_f64());
+    }
+    fold_lanes(acc)
+}
+
+/// `(sum_i a_i, sum_i a_i b_i)` in f64, in [`LANES`] partial sums each, where
+/// `b_i = g(x_i)` (vectorisable).
+#[inline(always)]
+fn lane_sum_pair<T: Scalar>(a: &[T], x: &[T], g: impl Fn(f64) -> f64) -> (f64, f64) {
+    let (mut sa, mut sab) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let (ca, cx) = (a.chunks_exact(LANES), x.chunks_exact(LANES));
+    let (ta, tx) = (ca.remainder(), cx.remainder());
+    for (ch_a, ch_x) in ca.zip(cx) {
+        for l in 0..LANES {
+            let av = ch_a[l].to_f64();
+            sa[l] += av;
+            sab[l] += av * g(ch_x[l].to_f64());
+        }
+    }
+    for (l, (av, xv)) in ta.iter().zip(tx).enumerate() {
+        let av = av.to_f64();
+        sa[l] += av;
+        sab[l] += av * g(xv.to_f64());
+    }
+    (fold_lanes(sa), fold_lanes(sab))
+}
+
 /// Mean and rstd of a slice (two passes, f64).
 fn moments<T: Scalar>(x: &[T], eps: f64) -> (f64, f64) {
     let m = x.len() as f64;
-    let mean = x.iter().map(|v| v.to_f64()).sum::<f64>() / m;
-    let var = x
-        .iter()
-        .map(|v| {
-            let d = v.to_f64() - mean;
-            d * d
-        })
-        .sum::<f64>()
-        / m;
+    let mean = lane_sum(x, |v| v) / m;
+    let var = lane_sum(x, |v| (v - mean) * (v - mean)) / m;
     (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// Affine coefficients of channel `c` as slices of `hw` (per element) or 1
+/// (per channel) values.
+#[inline]
+fn affine_row<'a, T>(geo: &Geo, p: &'a [T], c: usize) -> &'a [T] {
+    if geo.per_elem {
+        &p[c * geo.hw..(c + 1) * geo.hw]
+    } else {
+        &p[c..c + 1]
+    }
+}
+
+/// `out_k = T(f(x_k, g_k, b_k))` over one channel row, with per-element or
+/// per-channel (broadcast) coefficients `g`, `b` (vectorisable either way).
+#[inline(always)]
+fn map_row<T: Scalar>(out: &mut [T], x: &[T], g: &[T], b: &[T], f: impl Fn(f64, f64, f64) -> f64) {
+    if g.len() == 1 {
+        let (g, b) = (g[0].to_f64(), b[0].to_f64());
+        for (o, v) in out.iter_mut().zip(x) {
+            *o = T::from_f64(f(v.to_f64(), g, b));
+        }
+    } else {
+        for (((o, v), gv), bv) in out.iter_mut().zip(x).zip(g).zip(b) {
+            *o = T::from_f64(f(v.to_f64(), gv.to_f64(), bv.to_f64()));
+        }
+    }
 }
 
 /// `(mu, rstd)` of group `i` from `stats = [mu (N*G), rstd (N*G)]`.
@@ -216,13 +287,14 @@ pub fn norm_fwd<T: Scalar>(
                 // Normalise with the stored (rounded) statistics, as the backward reads them.
                 let (mean, r) = (mu.to_f64(), rs.to_f64());
                 let g = i % geo.g;
-                for ci in 0..geo.cg {
+                for (ci, (yr, xr)) in yc
+                    .chunks_exact_mut(geo.hw)
+                    .zip(xc.chunks_exact(geo.hw))
+                    .enumerate()
+                {
                     let c = g * geo.cg + ci;
-                    for h in 0..geo.hw {
-                        let k = ci * geo.hw + h;
-                        let xh = (xc[k].to_f64() - mean) * r;
-                        yc[k] = T::from_f64(geo.at(gamma, c, h) * xh + geo.at(beta, c, h));
-                    }
+                    let (gr, br) = (affine_row(&geo, gamma, c), affine_row(&geo, beta, c));
+                    map_row(yr, xr, gr, br, |v, gv, bv| gv * ((v - mean) * r) + bv);
                 }
             });
     });
@@ -231,8 +303,9 @@ pub fn norm_fwd<T: Scalar>(
 
 /// Group norm backward: `dx = J^T (gamma dy)` (overwritten); if `dparams` is given,
 /// `dgamma = sum dy xhat`, `dbeta = sum dy` there (overwritten; sums over N and,
-/// per channel, H*W). One task per (n, g) for dx, per channel for the parameters.
-/// See `docs/derivations/norm.md` §2.
+/// per channel, H*W). One task per (n, g) for dx; with per-channel parameters the
+/// same task also leaves its per-(n, c) parameter sums, added over n in order
+/// afterwards (no second pass over dy and x). See `docs/derivations/norm.md` §2.
 pub fn norm_bwd<T: Scalar>(
     pool: &ThreadPool,
     dx: &mut [T],
@@ -254,37 +327,92 @@ pub fn norm_bwd<T: Scalar>(
         want_len(WHAT, "dgamma", dg.len(), gamma.len())?;
         want_len(WHAT, "dbeta", db.len(), gamma.len())?;
     }
+    // Per-(n, c) sums [sum dy xhat, sum dy] of per-channel parameters.
+    let fused_params = dparams.is_some() && !geo.per_elem;
+    let nparts = if fused_params { 2 * geo.n * geo.c } else { 0 };
     pool.install(|| {
-        dx.par_chunks_mut(geo.m)
-            .zip(dy.par_chunks(geo.m).zip(x.par_chunks(geo.m)))
-            .enumerate()
-            .for_each(|(i, (dxc, (dyc, xc)))| {
-                let (mean, r) = group_stats(stats, ng, i);
-                let g = i % geo.g;
-                let (mut sw, mut swx) = (0.0, 0.0);
-                for ci in 0..geo.cg {
-                    let c = g * geo.cg + ci;
-                    for h in 0..geo.hw {
-                        let k = ci * geo.hw + h;
-                        let w = geo.at(gamma, c, h) * dyc[k].to_f64();
-                        sw += w;
-                        swx += w * (xc[k].to_f64() - mean) * r;
+        with_scratch(nparts, |parts: &mut [f64]| {
+            let mut part_chunks: Vec<&mut [f64]> = if fused_params {
+                parts.chunks_mut(2 * geo.cg).collect()
+            } else {
+                (0..ng).map(|_| <&mut [f64]>::default()).collect()
+            };
+            dx.par_chunks_mut(geo.m)
+                .zip(dy.par_chunks(geo.m).zip(x.par_chunks(geo.m)))
+                .zip(part_chunks.par_iter_mut())
+                .enumerate()
+                .for_each(|(i, ((dxc, (dyc, xc)), part))| {
+                    let (mean, r) = group_stats(stats, ng, i);
+                    let xhat = |v: f64| (v - mean) * r;
+                    let g = i % geo.g;
+                    let (mut sw, mut swx) = (0.0, 0.0);
+                    for (ci, (dyr, xr)) in dyc
+                        .chunks_exact(geo.hw)
+                        .zip(xc.chunks_exact(geo.hw))
+                        .enumerate()
+                    {
+                        let gr = affine_row(&geo, gamma, g * geo.cg + ci);
+                        if gr.len() == 1 {
+                            let (sd, sdx) = lane_sum_pair(dyr, xr, xhat);
+                            if !part.is_empty() {
+                                part[2 * ci] = sdx;
+                                part[2 * ci + 1] = sd;
+                            }
+                            let gv = gr[0].to_f64();
+                            sw += gv * sd;
+                            swx += gv * sdx;
+                        } else {
+                            for ((d, v), gv) in dyr.iter().zip(xr).zip(gr) {
+                                let w = gv.to_f64() * d.to_f64();
+                                sw += w;
+                                swx += w * xhat(v.to_f64());
+                            }
+                        }
                     }
-                }
-                let (wm, wx) = (sw / geo.m as f64, swx / geo.m as f64);
-                for ci in 0..geo.cg {
-                    let c = g * geo.cg + ci;
-                    for h in 0..geo.hw {
-                        let k = ci * geo.hw + h;
-                        let w = geo.at(gamma, c, h) * dyc[k].to_f64();
-                        let xh = (xc[k].to_f64() - mean) * r;
-                        dxc[k] = T::from_f64(r * (w - wm - xh * wx));
+                    let (wm, wx) = (sw / geo.m as f64, swx / geo.m as f64);
+                    for (ci, ((dxr, dyr), xr)) in dxc
+                        .chunks_exact_mut(geo.hw)
+                        .zip(dyc.chunks_exact(geo.hw))
+                        .zip(xc.chunks_exact(geo.hw))
+                        .enumerate()
+                    {
+                        let gr = affine_row(&geo, gamma, g * geo.cg + ci);
+                        if gr.len() == 1 {
+                            let gv = gr[0].to_f64();
+                            for ((o, d), v) in dxr.iter_mut().zip(dyr).zip(xr) {
+                                let xh = xhat(v.to_f64());
+                                *o = T::from_f64(r * (gv * d.to_f64() - wm - xh * wx));
+                            }
+                        } else {
+                            for (((o, d), v), gv) in dxr.iter_mut().zip(dyr).zip(xr).zip(gr) {
+                                let xh = xhat(v.to_f64());
+                                *o = T::from_f64(r * (gv.to_f64() * d.to_f64() - wm - xh * wx));
+                            }
+                        }
                     }
+                });
+            drop(part_chunks);
+            if let Some((dgamma, dbeta)) = dparams {
+                if fused_params {
+                    // dgamma[c] = sum_n parts[n, c, 0], dbeta[c] = sum_n parts[n, c, 1].
+                    dgamma
+                        .par_iter_mut()
+                        .zip(dbeta.par_iter_mut())
+                        .enumerate()
+                        .for_each(|(c, (dg, db))| {
+                            let (mut sg, mut sb) = (0.0, 0.0);
+                            for n in 0..geo.n {
+                                sg += parts[2 * (n * geo.c + c)];
+                                sb += parts[2 * (n * geo.c + c) + 1];
+                            }
+                            *dg = T::from_f64(sg);
+                            *db = T::from_f64(sb);
+                        });
+                } else {
+                    group_param_grads(&geo, dgamma, dbeta, dy, x, stats);
                 }
-            });
-        if let Some((dgamma, dbeta)) = dparams {
-            group_param_grads(&geo, dgamma, dbeta, dy, x, stats);
-        }
+            }
+        })
     });
     Ok(())
 }

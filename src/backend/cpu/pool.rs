@@ -58,23 +58,42 @@ pub fn pool_fwd<T: Scalar>(
     if y.is_empty() {
         return Ok(());
     }
-    let quarter = T::from_f64(0.25);
     pool.install(|| {
         y.par_chunks_mut(oh * ow)
             .zip(x.par_chunks(h * w))
-            .for_each(|(yp, xp)| {
-                for i in 0..oh {
-                    for j in 0..ow {
-                        yp[i * ow + j] = match kind {
-                            PoolKind::Avg => quarter * wsum(xp, w, i, j),
-                            PoolKind::Max => xp[argmax(xp, w, i, j)],
-                        };
+            .with_min_len(PLANES_PER_TASK)
+            .for_each(|(yp, xp)| match kind {
+                PoolKind::Avg => avg_plane(yp, xp, w, ow),
+                PoolKind::Max => {
+                    for i in 0..oh {
+                        for j in 0..ow {
+                            yp[i * ow + j] = xp[argmax(xp, w, i, j)];
+                        }
                     }
                 }
             })
     });
     Ok(())
 }
+
+/// Average pooling of one plane (`ow` outputs per row; rows of `w` inputs).
+#[inline]
+fn avg_plane<T: Scalar>(yp: &mut [T], xp: &[T], w: usize, ow: usize) {
+    let quarter = T::from_f64(0.25);
+    for (yr, rows) in yp.chunks_exact_mut(ow).zip(xp.chunks_exact(2 * w)) {
+        let (r0, r1) = rows.split_at(w);
+        for ((o, a), b) in yr
+            .iter_mut()
+            .zip(r0.chunks_exact(2))
+            .zip(r1.chunks_exact(2))
+        {
+            *o = quarter * (((a[0] + a[1]) + b[0]) + b[1]);
+        }
+    }
+}
+
+/// Planes per parallel task of the pooling ops (a plane is often only a few KB).
+const PLANES_PER_TASK: usize = 8;
 
 /// `dx = pool^T(dy)` (overwritten; max: all of `dy` to the arg-max of `x`;
 /// uncovered elements get 0).
@@ -93,35 +112,49 @@ pub fn pool_bwd<T: Scalar>(
     if dx.is_empty() {
         return Ok(());
     }
-    let quarter = T::from_f64(0.25);
+    if oh * ow == 0 {
+        dx.fill(T::ZERO);
+        return Ok(());
+    }
     pool.install(|| {
         dx.par_chunks_mut(h * w)
             .zip(x.par_chunks(h * w))
-            .enumerate()
-            .for_each(|(p, (dxp, xp))| {
-                dxp.fill(T::ZERO);
-                if oh * ow == 0 {
-                    return;
-                }
-                let dyp = &dy[p * oh * ow..(p + 1) * oh * ow];
-                for i in 0..oh {
-                    for j in 0..ow {
-                        let g = dyp[i * ow + j];
-                        match kind {
-                            PoolKind::Avg => {
-                                let base = 2 * i * w + 2 * j;
-                                let v = quarter * g;
-                                for c in [base, base + 1, base + w, base + w + 1] {
-                                    dxp[c] = v;
-                                }
-                            }
-                            PoolKind::Max => dxp[argmax(xp, w, i, j)] = g,
+            .zip(dy.par_chunks(oh * ow))
+            .with_min_len(PLANES_PER_TASK)
+            .for_each(|((dxp, xp), dyp)| match kind {
+                PoolKind::Avg => avg_plane_bwd(dxp, dyp, h, w, oh, ow),
+                PoolKind::Max => {
+                    dxp.fill(T::ZERO);
+                    for i in 0..oh {
+                        for j in 0..ow {
+                            dxp[argmax(xp, w, i, j)] = dyp[i * ow + j];
                         }
                     }
                 }
             })
     });
     Ok(())
+}
+
+/// Adjoint of [`avg_plane`] (overwrites `dxp`; the uncovered trailing row and
+/// column of an odd plane get 0).
+#[inline]
+fn avg_plane_bwd<T: Scalar>(dxp: &mut [T], dyp: &[T], h: usize, w: usize, oh: usize, ow: usize) {
+    let quarter = T::from_f64(0.25);
+    let (covered, rest) = dxp.split_at_mut(2 * oh * w);
+    rest.fill(T::ZERO);
+    for (rows, gr) in covered.chunks_exact_mut(2 * w).zip(dyp.chunks_exact(ow)) {
+        let (r0, r1) = rows.split_at_mut(w);
+        for r in [r0, r1] {
+            r[2 * ow..].fill(T::ZERO);
+            for (pair, &g) in r.chunks_exact_mut(2).zip(gr) {
+                let v = quarter * g;
+                pair[0] = v;
+                pair[1] = v;
+            }
+        }
+    }
+    debug_assert_eq!(dxp.len(), h * w);
 }
 
 /// Forward tangent `ydot = pool'(x) xdot` (avg: the window mean of `xdot`; max:
