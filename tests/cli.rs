@@ -167,7 +167,11 @@ fn defaults_follow_the_reference() {
     );
     assert_eq!(c.dis_metric, DisMetric::Ours);
     assert_eq!((c.outer_loop, c.inner_loop), (1, 1));
-    assert_eq!(c.epoch_eval_train, 300);
+    // Evaluation epochs are chosen per evaluation model (SPEC §5.3): DC on CIFAR10
+    // with ConvNet trains without DC augmentation, so 300.
+    assert_eq!(c.epoch_eval_train, None);
+    assert_eq!(c.eval_epochs("ConvNet"), 300);
+    assert_eq!(c.dc_augmentation("ConvNet").unwrap().to_string(), "none");
     assert_eq!(c.eval_iterations(), vec![0, 500, 1000]);
     assert_eq!(
         c.dsa_strategy.join("_"),
@@ -188,9 +192,25 @@ fn defaults_follow_the_reference() {
         "no flip for digits"
     );
     assert_eq!((c.outer_loop, c.inner_loop), (10, 50));
-    assert_eq!(c.epoch_eval_train, 1000);
     assert_eq!(c.model, "ConvNetBN");
     assert_eq!(c.eval_models(), vec!["ConvNet"]);
+    assert_eq!(c.eval_epochs("ConvNet"), 1000, "DSA: always 1000");
+    assert_eq!(c.dc_augmentation("ConvNet"), None);
+    // DC with ConvNetBN in mode S evaluates ConvNet: no crop_noise, 300 epochs;
+    // only the evaluation model ConvNetBN itself (mode SS) gets 1000.
+    let dc_bn = CondenseArgs {
+        model: Some("ConvNetBN".into()),
+        ..Default::default()
+    };
+    let c = dc_bn.resolve().unwrap();
+    assert_eq!(c.eval_epochs(&c.eval_models()[0]), 300);
+    let c = CondenseArgs {
+        eval_mode: Some("SS".into()),
+        ..dc_bn
+    }
+    .resolve()
+    .unwrap();
+    assert_eq!(c.eval_epochs(&c.eval_models()[0]), 1000);
     assert_eq!(get_loops(50), Some((50, 10)));
     assert_eq!(get_loops(7), None);
 

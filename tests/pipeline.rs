@@ -361,6 +361,14 @@ fn binary_condenses_evaluates_and_baselines_fashion_mnist() {
     assert!((0.0..=1.0).contains(&mean), "{report}");
     assert!(report["timings"]["total_seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(report["seed"].as_u64(), Some(3));
+    // How the evaluation networks trained, per evaluation model.
+    let opts = &report["eval_options"]["ConvNetW32"];
+    assert_eq!(opts["epochs"].as_u64(), Some(3), "{report}");
+    assert_eq!(
+        opts["dsa_strategy"], "color_crop_cutout_flip_scale_rotate",
+        "{report}"
+    );
+    assert!(opts["dc_augmentation"].is_null(), "{report}");
 
     // Evaluate the saved set, and the random-real baseline, with the same protocol.
     let eval_out = dir.path().join("eval");
@@ -397,6 +405,7 @@ fn binary_condenses_evaluates_and_baselines_fashion_mnist() {
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(base_out.join("report.json")).unwrap()).unwrap();
     assert_eq!(r["command"], "baseline");
+    assert_eq!(r["eval_options"]["ConvNetW32"]["epochs"].as_u64(), Some(3));
     assert_eq!(r["final_accuracy"]["ConvNetW32"]["n"].as_u64(), Some(2));
 
     // A corrupt synthetic set is a clear error, non-zero exit.

@@ -275,6 +275,7 @@ impl Job for CondenseJob<'_> {
         report.dataset = ds.name.clone();
         report.backend = backend_name;
         report.seed = cfg.seed;
+        report.eval_options = condense::run::eval_settings(cfg)?;
         report.losses = res.losses.clone();
         report.evaluations = res.evaluations.clone();
         for model in cfg.eval_models() {
@@ -367,6 +368,7 @@ impl Job for EvalJob<'_> {
         report.dataset = self.ds.name.clone();
         report.backend = backend_name;
         report.seed = self.cfg.seed;
+        report.eval_options = condense::run::eval_settings(self.cfg)?;
         for r in &recs {
             report.final_accuracy.insert(r.model.clone(), r.summary);
         }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::augment::DcStrategy;
 use crate::data::{Dataset, DatasetKind};
 use crate::{Error, Result};
 
@@ -182,8 +183,9 @@ pub struct CondenseArgs {
     /// Network epochs between image updates [default: get_loops(ipc)].
     #[arg(long)]
     pub inner_loop: Option<usize>,
-    /// Evaluation training epochs [default: 1000 for DSA; DC: 1000 where DC
-    /// augmentation applies (MNIST, ConvNetBN), else 300].
+    /// Evaluation training epochs [default: 1000 for DSA; DC: 1000 where the
+    /// evaluation model trains with DC augmentation (MNIST, or evaluation model
+    /// ConvNetBN), else 300].
     #[arg(long)]
     pub epoch_eval_train: Option<usize>,
     /// Evaluate every this many iterations (and at the last) [default: 500].
@@ -262,8 +264,9 @@ pub struct CondenseConfig {
     pub outer_loop: usize,
     /// Network epochs between image updates.
     pub inner_loop: usize,
-    /// Evaluation epochs.
-    pub epoch_eval_train: usize,
+    /// Evaluation epochs given explicitly (`--epoch-eval-train`); `None`: the
+    /// reference's choice per evaluation model, [`CondenseConfig::eval_epochs`].
+    pub epoch_eval_train: Option<usize>,
     /// Evaluation interval in iterations.
     pub eval_every: usize,
     /// Backend.
@@ -511,12 +514,6 @@ impl CondenseArgs {
                 ))
             }
         };
-        let eval_models_dc_aug = matches!(dataset, DatasetKind::Mnist) || model == "ConvNetBN";
-        let epoch_eval_train = a.epoch_eval_train.unwrap_or(match method {
-            Method::Dsa => 1000,
-            Method::Dc if eval_models_dc_aug => 1000,
-            Method::Dc => 300,
-        });
         if let Some(t) = a.threads {
             positive("threads", t)?;
         }
@@ -544,7 +541,7 @@ impl CondenseArgs {
             dis_metric,
             outer_loop,
             inner_loop,
-            epoch_eval_train,
+            epoch_eval_train: a.epoch_eval_train,
             eval_every: positive("eval-every", a.eval_every.unwrap_or(500))?,
             backend,
             threads: a.threads,
@@ -599,6 +596,32 @@ impl CondenseConfig {
                 None => self.model.clone(),
             }],
         }
+    }
+
+    /// DC's legacy augmentation for evaluation model `model_eval` (SPEC §5.4,
+    /// the reference's `get_daparam`): `None` for DSA (its evaluation uses the DSA
+    /// strategy); for DC `crop_noise` if `model_eval` is exactly `ConvNetBN`, else
+    /// `crop_scale_rotate` on MNIST, else `none`.
+    pub fn dc_augmentation(&self, model_eval: &str) -> Option<DcStrategy> {
+        match self.method {
+            Method::Dsa => None,
+            Method::Dc if model_eval == "ConvNetBN" => Some(DcStrategy::crop_noise()),
+            Method::Dc if self.dataset == DatasetKind::Mnist => {
+                Some(DcStrategy::crop_scale_rotate())
+            }
+            Method::Dc => Some(DcStrategy::none()),
+        }
+    }
+
+    /// Training epochs of the evaluation networks of model `model_eval` (SPEC
+    /// §5.3): `--epoch-eval-train` when given; else 1000 for DSA, and for DC 1000
+    /// when [`dc_augmentation`](Self::dc_augmentation) is not `none`, else 300.
+    pub fn eval_epochs(&self, model_eval: &str) -> usize {
+        self.epoch_eval_train
+            .unwrap_or(match self.dc_augmentation(model_eval) {
+                Some(s) if s.is_none() => 300,
+                _ => 1000,
+            })
     }
 
     /// Iterations at which the synthetic set is evaluated: every `eval_every`

@@ -14,7 +14,7 @@
 //! RNG state is that triple).
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -25,7 +25,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use super::config::{CondenseConfig, DisMetric, Init, Method};
 use crate::augment::{
-    apply_fwd_in_place, sample_per_image, sample_siamese, AugMode, DsaParams, Strategy,
+    apply_fwd_in_place, sample_per_image, sample_siamese, AugMode, DcParams, DsaParams, Strategy,
 };
 use crate::backend::{Backend, ImgShape, Metric, Scalar, SgdParams};
 use crate::data::{ClassIndex, Dataset};
@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::eval::{train_and_test, DeviceSplit, EvalOptions, TrainSet};
 use crate::model::ConvNetConfig;
 use crate::output::checkpoint::Checkpoint;
-use crate::output::report::{EvalRecord, LossRecord, Summary};
+use crate::output::report::{EvalRecord, EvalSettings, LossRecord, Summary};
 
 /// Momentum of the image optimiser (SPEC §4.6).
 pub const IMAGE_MOMENTUM: f32 = 0.5;
@@ -161,15 +161,34 @@ pub fn strategy_of(cfg: &CondenseConfig) -> Result<Option<Strategy>> {
     }
 }
 
-/// Evaluation options of the run (SPEC §5.2-5.4).
-pub fn eval_options(cfg: &CondenseConfig) -> Result<EvalOptions> {
+/// Evaluation options of the run for evaluation model `model_eval` (SPEC
+/// §5.2-5.4): the epochs and, for DC, the legacy augmentation depend on it.
+pub fn eval_options(cfg: &CondenseConfig, model_eval: &str) -> Result<EvalOptions> {
     Ok(EvalOptions {
-        epochs: cfg.epoch_eval_train,
+        epochs: cfg.eval_epochs(model_eval),
         lr: cfg.lr_net as f32,
         batch_train: cfg.batch_train,
         dsa: strategy_of(cfg)?,
         dsa_params: DsaParams::default(),
+        dc_aug: cfg.dc_augmentation(model_eval),
+        dc_params: DcParams::default(),
     })
+}
+
+/// What the report records of [`eval_options`], per evaluation model.
+pub fn eval_settings(cfg: &CondenseConfig) -> Result<BTreeMap<String, EvalSettings>> {
+    cfg.eval_models()
+        .into_iter()
+        .map(|model| {
+            let o = eval_options(cfg, &model)?;
+            let settings = EvalSettings {
+                epochs: o.epochs,
+                dsa_strategy: o.dsa.map(|s| s.to_string()),
+                dc_augmentation: o.dc_aug.map(|s| s.to_string()),
+            };
+            Ok((model, settings))
+        })
+        .collect()
 }
 
 /// Trains and tests `num_eval` fresh networks of every evaluation model on a host
@@ -186,10 +205,10 @@ pub fn evaluate_set<B: Backend>(
     iteration: usize,
     obs: &mut dyn Observer,
 ) -> Result<Vec<EvalRecord>> {
-    let opts = eval_options(cfg)?;
     let test = DeviceSplit::new(be, &ds.test)?;
     let mut out = Vec::new();
     for (mi, model) in cfg.eval_models().iter().enumerate() {
+        let opts = eval_options(cfg, model)?;
         let net_cfg = model_config(model, ds)?;
         let mut accs = Vec::with_capacity(cfg.num_eval);
         for j in 0..cfg.num_eval {

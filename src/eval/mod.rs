@@ -6,8 +6,9 @@
 //! (indices `0..=E`), after epoch index `E/2 + 1` the learning rate is multiplied by
 //! 0.1 and the optimiser re-created (momentum reset); every epoch shuffles the set
 //! and steps over minibatches of `batch_train` in train mode, with DSA
-//! augmentation (independent per-image draws, one group per minibatch) for DSA; then
-//! the test split in eval mode, batches of 256.
+//! augmentation (independent per-image draws, one group per minibatch) for DSA, or
+//! DC's legacy augmentation (SPEC §5.5, per image, on the host) for DC where the
+//! evaluation model calls for it; then the test split in eval mode, batches of 256.
 //!
 //! Everything random is drawn from the caller's seeded RNG, so an evaluation is
 //! reproducible on the CPU backend.
@@ -17,7 +18,10 @@ use std::collections::HashMap;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::augment::{apply_fwd_in_place, sample_per_image, AugMode, DsaParams, Strategy};
+use crate::augment::{
+    apply_fwd_in_place, dc_augment, sample_per_image, AugMode, DcParams, DcStrategy, DsaParams,
+    Strategy,
+};
 use crate::backend::{Backend, ImgShape, Scalar, SgdParams};
 use crate::data::Split;
 use crate::engine::{Mode, Network, Workspace, WorkspaceOpts};
@@ -40,6 +44,12 @@ pub struct EvalOptions {
     pub dsa: Option<Strategy>,
     /// DSA parameter ranges.
     pub dsa_params: DsaParams,
+    /// DC's legacy augmentation while training (`None` or the `none` strategy: no
+    /// augmentation). Applied on the host to every minibatch, before `dsa` would be
+    /// (a DC run has no DSA strategy and a DSA run no legacy one, so one applies).
+    pub dc_aug: Option<DcStrategy>,
+    /// Settings of the legacy augmentation.
+    pub dc_params: DcParams,
 }
 
 impl EvalOptions {
@@ -142,6 +152,12 @@ pub fn train_and_test<B: Backend, R: Rng + ?Sized>(
     if opts.batch_train == 0 {
         return Err(Error::option("batch-train", "must be at least 1"));
     }
+    let dc_aug = opts.dc_aug.as_ref().filter(|s| !s.is_none());
+    if dc_aug.is_some() {
+        opts.dc_params.validate()?;
+    }
+    let chw = (cfg.in_channels, cfg.image_h, cfg.image_w);
+    let mut host_batch: Vec<f32> = Vec::new();
     let mut net = Network::new(be, cfg, rng)?;
     let mut ws = Workspaces::new();
     let all = to_backend(be, train.images)?;
@@ -160,7 +176,26 @@ pub fn train_and_test<B: Backend, R: Rng + ?Sized>(
                     e.insert((be.alloc(m * img)?, be.alloc(m * img)?))
                 }
             };
-            be.gather_rows(xb, &all, chunk, img)?;
+            match dc_aug {
+                // The legacy augmentation runs on the host: build, augment, upload.
+                Some(strategy) => {
+                    host_batch.clear();
+                    for &i in chunk {
+                        let i = i as usize;
+                        host_batch.extend_from_slice(&train.images[i * img..(i + 1) * img]);
+                    }
+                    let (c, h, w) = chw;
+                    dc_augment(
+                        &mut host_batch,
+                        (m, c, h, w),
+                        strategy,
+                        &opts.dc_params,
+                        rng,
+                    )?;
+                    *xb = to_backend(be, &host_batch)?;
+                }
+                None => be.gather_rows(xb, &all, chunk, img)?,
+            }
             let labels: Vec<u32> = chunk.iter().map(|&i| train.labels[i as usize]).collect();
             let labels = be.upload_labels(&labels)?;
             if let Some(strategy) = opts.dsa.as_ref().filter(|s| !s.is_none()) {

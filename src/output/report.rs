@@ -1,5 +1,6 @@
 //! The JSON report of a run (`report.json`): configuration, seed, backend,
-//! per-iteration loss, evaluation accuracies, final statistics, timings.
+//! per-iteration loss, evaluation settings and accuracies, final statistics,
+//! timings.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,6 +33,18 @@ pub struct EvalRecord {
     pub accuracies: Vec<f64>,
     /// Their mean and population std.
     pub summary: Summary,
+}
+
+/// How the networks of one evaluation model were trained (SPEC §5.2-§5.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvalSettings {
+    /// Training epochs E (the loop runs E + 1 epochs).
+    pub epochs: usize,
+    /// DSA strategy while training (`None` for a DC run).
+    pub dsa_strategy: Option<String>,
+    /// DC's legacy augmentation strategy while training (`crop_scale_rotate`,
+    /// `crop_noise` or `none`; `None` for a DSA run).
+    pub dc_augmentation: Option<String>,
 }
 
 /// Mean and population standard deviation (ddof 0, SPEC §5.7) of accuracies.
@@ -85,6 +98,9 @@ pub struct Report {
     pub losses: Vec<LossRecord>,
     /// Every evaluation point.
     pub evaluations: Vec<EvalRecord>,
+    /// Per evaluation model, how its networks were trained.
+    #[serde(default)]
+    pub eval_options: BTreeMap<String, EvalSettings>,
     /// Per evaluation model, the statistics over all final accuracies.
     pub final_accuracy: BTreeMap<String, Summary>,
     /// Named wall-clock timings in seconds.
