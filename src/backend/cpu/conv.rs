@@ -24,7 +24,7 @@ use rayon::ThreadPool;
 const BWD_W_COLS: usize = 2048;
 /// From this many output pixels per image on, the backward-weight GEMM reads
 /// `dy_n` in place (one GEMM per image) instead of stacking several images.
-const BWD_W_PER_IMAGE_P: usize = 512;
+const BWD_W_PER_IMAGE_P: usize = 256;
 /// Most partial `[O, CK]` blocks the backward-weight pass keeps (bounds its
 /// memory for large batches; more images per chunk instead).
 const BWD_W_MAX_CHUNKS: usize = 32;
