@@ -294,7 +294,17 @@ pub fn norm_fwd<T: Scalar>(
                 {
                     let c = g * geo.cg + ci;
                     let (gr, br) = (affine_row(&geo, gamma, c), affine_row(&geo, beta, c));
-                    map_row(yr, xr, gr, br, |v, gv, bv| gv * ((v - mean) * r) + bv);
+                    if gr.len() == 1 {
+                        // y = x * scale + shift in the element type (vectorises at full width).
+                        let scale = gr[0].to_f64() * r;
+                        let shift = br[0].to_f64() - mean * scale;
+                        let (scale, shift) = (T::from_f64(scale), T::from_f64(shift));
+                        for (o, &v) in yr.iter_mut().zip(xr) {
+                            *o = v * scale + shift;
+                        }
+                    } else {
+                        map_row(yr, xr, gr, br, |v, gv, bv| gv * ((v - mean) * r) + bv);
+                    }
                 }
             });
     });
@@ -378,10 +388,13 @@ pub fn norm_bwd<T: Scalar>(
                     {
                         let gr = affine_row(&geo, gamma, g * geo.cg + ci);
                         if gr.len() == 1 {
-                            let gv = gr[0].to_f64();
-                            for ((o, d), v) in dxr.iter_mut().zip(dyr).zip(xr) {
-                                let xh = xhat(v.to_f64());
-                                *o = T::from_f64(r * (gv * d.to_f64() - wm - xh * wx));
+                            // dx = r (g dy - wm - xhat wx) = a dy + b x + c, in the
+                            // element type (vectorises at full width).
+                            let a = T::from_f64(r * gr[0].to_f64());
+                            let b = T::from_f64(-r * r * wx);
+                            let c = T::from_f64(r * (mean * r * wx - wm));
+                            for ((o, &d), &v) in dxr.iter_mut().zip(dyr).zip(xr) {
+                                *o = a * d + b * v + c;
                             }
                         } else {
                             for (((o, d), v), gv) in dxr.iter_mut().zip(dyr).zip(xr).zip(gr) {
