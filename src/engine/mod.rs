@@ -374,35 +374,62 @@ impl<'b, B: Backend> Network<'b, B> {
                 &ws.conv[b],
                 false,
             )?;
-            if let Some(ns) = &ws.norm[b] {
-                let s = req_mut(&mut cur.s, "norm output")?;
-                let st = req_mut(&mut cur.stats, "norm statistics")?;
-                let (g, bt) = (
-                    bp.gamma.ok_or_else(|| inv("gamma"))?,
-                    bp.beta.ok_or_else(|| inv("beta"))?,
-                );
-                match (self.cfg.norm, mode) {
-                    (Norm::Batch, Mode::Train) => be.bn_fwd_train(
-                        s,
-                        st,
-                        &mut self.running[b],
+            let pool = match (&ws.pool[b], self.pool) {
+                (Some(ps), Some(kind)) => Some((ps, kind)),
+                _ => None,
+            };
+            let p_out = match pool {
+                Some(_) => Some(req_mut(&mut cur.p, "pool output")?),
+                None => None,
+            };
+            match (&ws.norm[b], self.cfg.norm) {
+                // BatchNorm normalises over the batch: its own kernels, then the fused
+                // activation + pooling from s.
+                (Some(ns), Norm::Batch) => {
+                    let s = req_mut(&mut cur.s, "norm output")?;
+                    let st = req_mut(&mut cur.stats, "norm statistics")?;
+                    let (g, bt) = (
+                        bp.gamma.ok_or_else(|| inv("gamma"))?,
+                        bp.beta.ok_or_else(|| inv("beta"))?,
+                    );
+                    match mode {
+                        Mode::Train => be.bn_fwd_train(
+                            s,
+                            st,
+                            &mut self.running[b],
+                            &cur.z,
+                            p,
+                            g,
+                            bt,
+                            ns,
+                            BN_MOMENTUM,
+                        )?,
+                        Mode::Eval => be.bn_fwd_eval(s, &cur.z, &self.running[b], p, g, bt, ns)?,
+                    }
+                    be.norm_act_pool_fwd(None, &mut cur.a, p_out, s, p, None, self.act, pool)?;
+                }
+                // The group-norm family (same in both modes): one fused op.
+                (Some(ns), _) => {
+                    let s = req_mut(&mut cur.s, "norm output")?;
+                    let st = req_mut(&mut cur.stats, "norm statistics")?;
+                    let (g, bt) = (
+                        bp.gamma.ok_or_else(|| inv("gamma"))?,
+                        bp.beta.ok_or_else(|| inv("beta"))?,
+                    );
+                    be.norm_act_pool_fwd(
+                        Some((s, st)),
+                        &mut cur.a,
+                        p_out,
                         &cur.z,
                         p,
-                        g,
-                        bt,
-                        ns,
-                        BN_MOMENTUM,
-                    )?,
-                    (Norm::Batch, Mode::Eval) => {
-                        be.bn_fwd_eval(s, &cur.z, &self.running[b], p, g, bt, ns)?
-                    }
-                    _ => be.norm_fwd(s, st, &cur.z, p, g, bt, ns)?,
+                        Some((g, bt, ns)),
+                        self.act,
+                        pool,
+                    )?;
                 }
-            }
-            let pre = cur.s.as_ref().unwrap_or(&cur.z);
-            be.act_fwd(&mut cur.a, pre, self.act)?;
-            if let (Some(ps), Some(kind)) = (&ws.pool[b], self.pool) {
-                be.pool_fwd(req_mut(&mut cur.p, "pool output")?, &cur.a, ps, kind)?;
+                (None, _) => {
+                    be.norm_act_pool_fwd(None, &mut cur.a, p_out, &cur.z, p, None, self.act, pool)?
+                }
             }
         }
         let feat = block_out(ws.blocks.last().ok_or_else(|| inv("block"))?);

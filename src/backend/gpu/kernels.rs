@@ -57,6 +57,8 @@ kernel_table! {
     linear_fwd, linear_bwd_input, linear_bwd_weight,
     // kernels/norm.cu
     norm_fwd, norm_bwd, norm_bwd_params, norm_jvp, norm_dual_bwd,
+    // kernels/fused.cu
+    norm_act_pool_fwd,
     // kernels/batchnorm.cu
     bn_fwd_train, bn_bwd_train, bn_fwd_eval, bn_bwd_eval, bn_bwd_eval_params, bn_eval_jvp,
     bn_eval_dual_bwd,
@@ -697,6 +699,77 @@ pub(crate) fn norm_dual_bwd<L: Launcher>(
 // ---- batch norm (kernels/batchnorm.cu) ------------------------------------------------
 // Callers have checked: x-shaped buffers N*C*HW floats, stats and running 2*C, every
 // affine segment C floats inside its buffer.
+
+// ---- fused block tail (kernels/fused.cu) -------------------------------------------
+
+/// `pool` value of `norm_act_pool_fwd` meaning "no pooling stage" (POOL_NONE of
+/// params.cuh; PoolKind's values are 0 and 1).
+const POOL_NONE: u32 = 2;
+
+/// Outputs of [`norm_act_pool_fwd`]: `s` and `stats` with a norm, `p` with pooling.
+pub(crate) struct FusedOut<'a, B> {
+    pub s: Option<(&'a mut B, &'a mut B)>,
+    pub a: &'a mut B,
+    pub p: Option<&'a mut B>,
+}
+
+/// The group-norm family (or none: `norm = None`, then `ns` describes one slab per
+/// plane) -> activation -> pooling, one block per slab. The caller has checked every
+/// length against `ns` and `ps` and that a slab fits `launch::FUSED_MAX_SLAB`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn norm_act_pool_fwd<L: Launcher>(
+    l: &L,
+    out: FusedOut<'_, L::Buf>,
+    z: &L::Buf,
+    params: &L::Buf,
+    norm: Option<(Seg, Seg)>,
+    ns: &NormShape,
+    ps: &PoolShape,
+    act: Act,
+    pool: Option<PoolKind>,
+) -> Result<()> {
+    let (sp, stp) = match out.s {
+        Some((s, st)) => (l.ptr_mut(s), l.ptr_mut(st)),
+        None => (0, 0),
+    };
+    let (ap, zp) = (l.ptr_mut(out.a), l.ptr(z));
+    let pp = out.p.map(|p| l.ptr_mut(p)).unwrap_or(0);
+    let (gp, bp) = match norm {
+        Some((g, b)) => (seg(l, params, g), seg(l, params, b)),
+        None => (0, 0),
+    };
+    let (ns, ps) = (*ns, *ps);
+    let (act, pool) = (act as u32, pool.map(|k| k as u32).unwrap_or(POOL_NONE));
+    let has_norm = norm.is_some() as u32;
+    let m = (ns.c / ns.groups) * ns.hw;
+    let geo = launch::fused(ns.n * ns.groups, m);
+    // SAFETY: norm_act_pool_fwd(float* s_out, float* stats, float* a_out, float* p_out,
+    // const float* z, const float* gamma, const float* beta, NormShape ns, PoolShape ps,
+    // unsigned act, unsigned pool, unsigned norm); z, a (and s) hold N*C*HW floats,
+    // stats 2*N*G, p N*C*(H/2)*(W/2), gamma/beta their segments (checked by the caller);
+    // null pointers only where the flags say the kernel does not touch them; the
+    // dynamic shared memory holds the M-float slab.
+    unsafe {
+        l.launch(
+            &k::norm_act_pool_fwd,
+            geo,
+            &mut [
+                a(&sp),
+                a(&stp),
+                a(&ap),
+                a(&pp),
+                a(&zp),
+                a(&gp),
+                a(&bp),
+                a(&ns),
+                a(&ps),
+                a(&act),
+                a(&pool),
+                a(&has_norm),
+            ],
+        )
+    }
+}
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn bn_fwd_train<L: Launcher>(

@@ -407,6 +407,75 @@ impl<L: Launcher> Backend for Gpu<L> {
         kernels::pool_jvp(&self.l, ydot, x, xdot, s, kind)
     }
 
+    // ---- fused block tail (kernels/fused.cu) -------------------------------------------
+    fn norm_act_pool_fwd(
+        &self,
+        norm_out: Option<(&mut L::Buf, &mut L::Buf)>,
+        a: &mut L::Buf,
+        p: Option<&mut L::Buf>,
+        z: &L::Buf,
+        params: &L::Buf,
+        norm: Option<(Seg, Seg, &NormShape)>,
+        act: Act,
+        pool: Option<(&PoolShape, PoolKind)>,
+    ) -> Result<()> {
+        let op = "norm_act_pool_fwd";
+        // The slabs: norm groups, or (no norm) the pooled planes. Without either it is
+        // one act_fwd, already a single pass.
+        let ns = match (&norm, &pool) {
+            (Some((_, _, ns)), _) => **ns,
+            (None, Some((ps, _))) => NormShape {
+                n: ps.planes,
+                c: 1,
+                hw: ps.h.saturating_mul(ps.w),
+                groups: 1,
+                affine: 0,
+                eps: 0.0,
+            },
+            (None, None) => {
+                return norm_act_pool_composed(self, norm_out, a, p, z, params, norm, act, pool)
+            }
+        };
+        let paired = norm_out.is_some() == norm.is_some() && p.is_some() == pool.is_some();
+        let slab = (ns.c / ns.groups.max(1)) as u64 * ns.hw as u64;
+        if !paired || ns.n == 0 || slab == 0 || slab > launch::FUSED_MAX_SLAB as u64 {
+            return norm_act_pool_composed(self, norm_out, a, p, z, params, norm, act, pool);
+        }
+        let len = if norm.is_some() {
+            check_group_norm(op, &ns)?
+        } else {
+            check_u32(op, ns.len())?;
+            0
+        };
+        check_len(op, "z", self.l.len(z), ns.len())?;
+        check_len(op, "a", self.l.len(a), ns.len())?;
+        if let (Some((s, st)), Some((gamma, beta, _))) = (&norm_out, &norm) {
+            check_len(op, "s", self.l.len(s), ns.len())?;
+            check_len(op, "stats", self.l.len(st), 2 * ns.stats_len())?;
+            check_seg_len(op, "gamma", *gamma, self.l.len(params), len)?;
+            check_seg_len(op, "beta", *beta, self.l.len(params), len)?;
+        }
+        let ps = match (&pool, &p) {
+            (Some((ps, _)), Some(pb)) => {
+                if ps.planes as u64 != ns.n as u64 * ns.c as u64 || ps.h as u64 * ps.w as u64 != ns.hw as u64 {
+                    return Err(Error::Shape(format!(
+                        "{op}: pool shape {ps:?} does not match the norm shape {ns:?}"
+                    )));
+                }
+                check_len(op, "p", self.l.len(pb), pool_lens(ps).1)?;
+                **ps
+            }
+            _ => PoolShape {
+                planes: ns.n * ns.c,
+                h: ns.hw,
+                w: 1,
+            },
+        };
+        let out = kernels::FusedOut { s: norm_out, a, p };
+        let segs = norm.map(|(g, b, _)| (g, b));
+        kernels::norm_act_pool_fwd(&self.l, out, z, params, segs, &ns, &ps, act, pool.map(|(_, k)| k))
+    }
+
     // ---- norms (kernels/norm.cu, kernels/batchnorm.cu) -----------------------------
     fn norm_fwd(
         &self,
