@@ -296,7 +296,11 @@ fn body_norm_act_pool<B: Backend<E = f32>>(b: &B) {
             affine,
             eps: 1e-5,
         };
-        let ps = PoolShape { planes: n * c, h, w };
+        let ps = PoolShape {
+            planes: n * c,
+            h,
+            w,
+        };
         let len = ns.len();
         let aff = if affine == 1 {
             (c * h * w) as usize
@@ -324,7 +328,8 @@ fn body_norm_act_pool<B: Backend<E = f32>>(b: &B) {
                 check_fused(b, &what, &z, &params, Some((gs, bs, &ns)), &ps, act, pool);
                 if i < 2 {
                     // no norm: activation and pooling fused, one plane per block
-                    let what = format!("norm_act_pool_fwd (no norm) n={n} c={c} {h}x{w} {act:?} {pool:?}");
+                    let what =
+                        format!("norm_act_pool_fwd (no norm) n={n} c={c} {h}x{w} {act:?} {pool:?}");
                     check_fused(b, &what, &z, &params, None, &ps, act, pool);
                 }
             }
