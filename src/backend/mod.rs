@@ -132,8 +132,45 @@ pub trait Backend: Send + Sync {
     /// A device buffer of class labels.
     type Labels: Send;
 
+    /// A captured launch sequence (CUDA graph, emulator recording); [`NoGraph`] for
+    /// backends without graphs.
+    type Graph: Send;
+
     /// Short name (`cpu`, `cuda`, `emu`) with details (threads, device).
     fn name(&self) -> String;
+    /// Identity of a buffer: the address of its first element (with
+    /// [`Backend::buf_len`], what a captured graph is bound to).
+    fn buf_addr(&self, buf: &Self::Buf) -> u64;
+
+    // ---- graphs (capture a launch sequence once, replay it) -----------------
+    /// Whether [`Backend::begin_capture`] can work at all (default: no).
+    fn graphs_supported(&self) -> bool {
+        false
+    }
+    /// Whether the engine replays captured sequences by default (`cuda`).
+    fn graphs_by_default(&self) -> bool {
+        false
+    }
+    /// Starts capturing: the ops that follow are recorded, not run, until
+    /// [`Backend::end_capture`]. Ops that allocate, upload or download fail while
+    /// capturing. One capture at a time; no other thread may use the backend
+    /// meanwhile. Default: not supported.
+    fn begin_capture(&self) -> Result<()> {
+        Err(no_graphs(&self.name()))
+    }
+    /// Ends the capture; the graph replays exactly the captured launches, with the
+    /// buffer addresses and scalar arguments they had.
+    fn end_capture(&self) -> Result<Self::Graph> {
+        Err(no_graphs(&self.name()))
+    }
+    /// Runs a captured graph again.
+    ///
+    /// # Safety
+    /// Every buffer the captured ops used must still be alive, at the same address
+    /// ([`Backend::buf_addr`]) and with the same length.
+    unsafe fn replay(&self, _graph: &Self::Graph) -> Result<()> {
+        Err(no_graphs(&self.name()))
+    }
 
     // ---- memory -------------------------------------------------------------
     /// A zero-filled buffer of `len` elements.
@@ -526,7 +563,11 @@ pub fn norm_act_pool_composed<B: Backend + ?Sized>(
             s
         }
         (None, None) => z,
-        _ => return Err(fused_pairing("the norm outputs (s, stats) and the norm parameters")),
+        _ => {
+            return Err(fused_pairing(
+                "the norm outputs (s, stats) and the norm parameters",
+            ))
+        }
     };
     be.act_fwd(a, pre, act)?;
     match (p, pool) {
@@ -537,7 +578,13 @@ pub fn norm_act_pool_composed<B: Backend + ?Sized>(
 }
 
 fn fused_pairing(what: &str) -> crate::error::Error {
-    crate::error::Error::Shape(format!(
-        "norm_act_pool_fwd: {what} must be given together"
-    ))
+    crate::error::Error::Shape(format!("norm_act_pool_fwd: {what} must be given together"))
+}
+
+/// The graph type of backends without graphs (no value exists).
+#[derive(Debug)]
+pub enum NoGraph {}
+
+fn no_graphs(name: &str) -> crate::error::Error {
+    crate::error::Error::Unsupported(format!("{name}: no graph capture"))
 }

@@ -3,7 +3,7 @@
 //! signature it names (device pointers as `u64`, shape structs by value) and says
 //! why the launch is sound. Callers ([`super::Gpu`]) have validated the lengths.
 
-use super::Launcher;
+use super::{Arg, Launcher};
 use crate::backend::launch::{self, Geometry};
 use crate::backend::*;
 use crate::error::Result;
@@ -71,9 +71,9 @@ kernel_table! {
     aug_crop, aug_cutout,
 }
 
-/// Pointer to an argument value, as `cuLaunchKernel` wants it.
-fn a<T>(v: &T) -> *mut c_void {
-    v as *const T as *mut c_void
+/// An argument value, as `cuLaunchKernel` wants it (pointer to the value; its size).
+fn a<T>(v: &T) -> Arg {
+    Arg::of(v)
 }
 
 /// Device address of element `off` of an f32 buffer.
@@ -305,8 +305,7 @@ pub(crate) fn sgd_step<L: Launcher>(
 
 // ---- reductions (kernels/reduce.cu) ---------------------------------------------------
 
-fn splitk_reduce<L: Launcher>(l: &L, out: u64, part: &L::Buf, len: u32, splits: u32) -> Result<()> {
-    let part = l.ptr(part);
+fn splitk_reduce<L: Launcher>(l: &L, out: u64, part: u64, len: u32, splits: u32) -> Result<()> {
     // SAFETY: splitk_reduce(float* out, const float* part, unsigned len, unsigned splits);
     // out addresses len floats inside a buffer the caller holds mutably, part holds
     // splits*len floats.
@@ -341,13 +340,27 @@ fn bias_bwd<L: Launcher>(
     }
 }
 
+/// Floats of split-K scratch a weight gradient of M x N over `kdim` terms needs
+/// (0: one split, written straight into the gradient).
+fn splitk_scratch(m: u32, n: u32, kdim: u64) -> usize {
+    let (splits, _) = launch::splitk(m, n, kdim);
+    if splits == 1 {
+        0
+    } else {
+        splits as usize * m as usize * n as usize
+    }
+}
+
 /// Runs a split-K weight-gradient kernel (`conv2d_bwd_weight`, `linear_bwd_weight`:
 /// `(float* part, const float* dy, const float* x, Shape s, unsigned kchunk)`) for an
-/// M x N result at `dw` in `grads`, reducing the splits in a fixed order.
+/// M x N result at `dw` in `grads`, reducing the splits in a fixed order. `scratch`
+/// addresses [`splitk_scratch`] floats the caller owns for the duration of both
+/// launches (unused, may be 0, with one split).
 #[allow(clippy::too_many_arguments)]
 fn splitk_weight<L: Launcher, S: Copy>(
     l: &L,
     kernel: &Kernel,
+    scratch: u64,
     grads: &mut L::Buf,
     dw: Seg,
     dy: &L::Buf,
@@ -373,20 +386,25 @@ fn splitk_weight<L: Launcher, S: Copy>(
             )
         };
     }
-    let scratch = l.alloc(splits as usize * m as usize * n as usize)?;
-    let part = l.ptr(&scratch);
-    // SAFETY: as above; part holds splits*M*N floats (freshly allocated).
+    if scratch == 0 {
+        return Err(crate::error::Error::Backend {
+            backend: l.name(),
+            msg: format!("{}: split-K launch without its scratch buffer", kernel.name),
+        });
+    }
+    // SAFETY: as above; scratch holds splits*M*N floats (the caller sized it with
+    // splitk_scratch and keeps it alive over both launches).
     unsafe {
         l.launch(
             kernel,
             geo,
-            &mut [a(&part), a(&dyp), a(&xp), a(&s), a(&chunk)],
+            &mut [a(&scratch), a(&dyp), a(&xp), a(&s), a(&chunk)],
         )?
     };
     splitk_reduce(
         l,
         at(l.ptr_mut(grads), dw.off as usize),
-        &scratch,
+        scratch,
         m * n,
         splits,
     )
@@ -445,8 +463,30 @@ pub(crate) fn conv2d_bwd_input<L: Launcher>(
     }
 }
 
+/// (M, N, k) of the weight-gradient GEMM of a convolution.
+fn conv_weight_gemm(s: &ConvShape) -> (u32, u32, u64) {
+    (
+        s.o,
+        s.c * s.kh * s.kw,
+        s.n as u64 * s.oh as u64 * s.ow as u64,
+    )
+}
+
+/// Scratch floats [`conv2d_bwd_weight`] needs (0: none).
+pub(crate) fn conv2d_bwd_weight_scratch(s: &ConvShape) -> usize {
+    let (m, n, kdim) = conv_weight_gemm(s);
+    splitk_scratch(m, n, kdim)
+}
+
+/// Scratch floats [`linear_bwd_weight`] needs (0: none).
+pub(crate) fn linear_bwd_weight_scratch(s: &LinearShape) -> usize {
+    splitk_scratch(s.k, s.f, s.n as u64)
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_bwd_weight<L: Launcher>(
     l: &L,
+    scratch: u64,
     grads: &mut L::Buf,
     dw: Seg,
     db: Option<Seg>,
@@ -454,9 +494,20 @@ pub(crate) fn conv2d_bwd_weight<L: Launcher>(
     x: &L::Buf,
     s: &ConvShape,
 ) -> Result<()> {
-    let (m, n) = (s.o, s.c * s.kh * s.kw);
-    let kdim = s.n as u64 * s.oh as u64 * s.ow as u64;
-    splitk_weight(l, &k::conv2d_bwd_weight, grads, dw, dy, x, s, m, n, kdim)?;
+    let (m, n, kdim) = conv_weight_gemm(s);
+    splitk_weight(
+        l,
+        &k::conv2d_bwd_weight,
+        scratch,
+        grads,
+        dw,
+        dy,
+        x,
+        s,
+        m,
+        n,
+        kdim,
+    )?;
     if let Some(db) = db {
         let dbp = at(l.ptr_mut(grads), db.off as usize);
         bias_bwd(l, dbp, dy, s.n, s.o, s.oh * s.ow)?;
@@ -516,8 +567,10 @@ pub(crate) fn linear_bwd_input<L: Launcher>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_bwd_weight<L: Launcher>(
     l: &L,
+    scratch: u64,
     grads: &mut L::Buf,
     dw: Seg,
     db: Option<Seg>,
@@ -528,6 +581,7 @@ pub(crate) fn linear_bwd_weight<L: Launcher>(
     splitk_weight(
         l,
         &k::linear_bwd_weight,
+        scratch,
         grads,
         dw,
         dy,

@@ -47,34 +47,142 @@ pub trait Launcher: Send + Sync + 'static {
     fn ptr_u32(&self, buf: &Self::Labels) -> u64;
     /// Waits for all queued work.
     fn synchronize(&self) -> Result<()>;
-    /// Launches `kernel`.
+    /// Launches `kernel` (while capturing: records it instead, see
+    /// [`Launcher::begin_capture`]).
     ///
     /// # Safety
-    /// `args[i]` must point to a value of exactly the type of the kernel's i-th
-    /// parameter (device pointers as `u64` from [`Launcher::ptr`]), every pointer
-    /// must address enough elements for the launch, and outputs must not alias
-    /// inputs unless the kernel allows it.
-    unsafe fn launch(
-        &self,
-        kernel: &Kernel,
-        geo: launch::Geometry,
-        args: &mut [*mut c_void],
-    ) -> Result<()>;
+    /// `args[i]` must point to a value of exactly the type (and `size`) of the
+    /// kernel's i-th parameter (device pointers as `u64` from [`Launcher::ptr`]),
+    /// every pointer must address enough elements for the launch, and outputs must
+    /// not alias inputs unless the kernel allows it.
+    unsafe fn launch(&self, kernel: &Kernel, geo: launch::Geometry, args: &mut [Arg])
+        -> Result<()>;
+
+    // ---- graphs: capture a launch sequence once, replay it many times ------------
+    /// A captured launch sequence (a CUDA graph; the emulator's recording).
+    type Graph: Send;
+    /// Whether the engine should capture and replay by default (`cuda`: yes unless
+    /// `DSA_CUDA_GRAPHS=0`; `emu`: no, tests turn it on).
+    fn graphs_by_default(&self) -> bool;
+    /// Starts capturing: from now until [`Launcher::end_capture`], launches are
+    /// recorded, not run, and `alloc`, `upload*`, `download`, `synchronize` fail
+    /// (CUDA cannot capture them). One capture at a time; no other thread may use
+    /// the launcher meanwhile.
+    fn begin_capture(&self) -> Result<()>;
+    /// True between `begin_capture` and `end_capture`.
+    fn capturing(&self) -> bool;
+    /// Ends the capture and returns the recorded sequence (ready to replay).
+    fn end_capture(&self) -> Result<Self::Graph>;
+    /// Runs a captured sequence again, with the device pointers and scalar arguments
+    /// it was captured with.
+    ///
+    /// # Safety
+    /// Every buffer the captured launches address must still be alive, at the same
+    /// address, with at least the length it had at capture time.
+    unsafe fn replay(&self, graph: &Self::Graph) -> Result<()>;
+}
+
+/// One kernel argument as `cuLaunchKernel` takes it (a pointer to the value), with
+/// the value's size so a launcher can copy it (the emulator's recording does).
+#[derive(Clone, Copy, Debug)]
+pub struct Arg {
+    /// Address of the argument value.
+    pub ptr: *mut c_void,
+    /// Size of the value in bytes.
+    pub size: usize,
+}
+
+impl Arg {
+    /// The argument `v` (the launch reads it before returning).
+    pub fn of<T>(v: &T) -> Self {
+        Self {
+            ptr: v as *const T as *mut c_void,
+            size: std::mem::size_of::<T>(),
+        }
+    }
 }
 
 /// The device backend over launcher `L` (E = f32).
 pub struct Gpu<L: Launcher> {
     l: L,
+    cap: std::sync::Mutex<CaptureScratch<L::Buf>>,
+}
+
+/// Split-K scratch for captured launches. Outside a capture every weight gradient
+/// allocates its scratch (stream-ordered on CUDA); a capture cannot allocate, so
+/// `begin_capture` reserves `need` floats (the most a failed capture asked for) and
+/// the graph that used it keeps it ([`GpuGraph`]): a replay never sees a freed or
+/// reused scratch.
+struct CaptureScratch<B> {
+    buf: Option<B>,
+    need: usize,
+    used: bool,
+}
+
+/// A captured launch sequence of [`Gpu`]: the launcher's graph and the scratch
+/// buffer its split-K launches address (owned here, so it lives as long as the graph).
+pub struct GpuGraph<L: Launcher> {
+    graph: L::Graph,
+    _scratch: Option<L::Buf>,
 }
 
 impl<L: Launcher> Gpu<L> {
     /// A backend over an initialised launcher.
     pub fn from_launcher(l: L) -> Self {
-        Self { l }
+        Self {
+            l,
+            cap: std::sync::Mutex::new(CaptureScratch {
+                buf: None,
+                need: 0,
+                used: false,
+            }),
+        }
     }
     /// The launcher (for benchmarks and diagnostics).
     pub fn launcher(&self) -> &L {
         &self.l
+    }
+
+    fn cap_state(&self) -> Result<std::sync::MutexGuard<'_, CaptureScratch<L::Buf>>> {
+        self.cap.lock().map_err(|_| Error::Backend {
+            backend: self.l.name(),
+            msg: "capture state poisoned".into(),
+        })
+    }
+
+    /// Runs `f` with the address of `need` floats of split-K scratch (0 when `need`
+    /// is 0). Outside a capture the scratch is allocated for this call; while
+    /// capturing it is the reserved buffer, or an error that reserves `need` floats
+    /// for the next capture.
+    fn with_scratch(&self, need: usize, f: impl FnOnce(u64) -> Result<()>) -> Result<()> {
+        if need == 0 {
+            return f(0);
+        }
+        if !self.l.capturing() {
+            let buf = self.l.alloc(need)?;
+            return f(self.l.ptr(&buf));
+        }
+        let ptr = {
+            let mut cap = self.cap_state()?;
+            match &cap.buf {
+                Some(b) if self.l.len(b) >= need => {
+                    let p = self.l.ptr(b);
+                    cap.used = true;
+                    p
+                }
+                _ => {
+                    cap.need = cap.need.max(need);
+                    return Err(Error::Backend {
+                        backend: self.l.name(),
+                        msg: format!(
+                            "graph capture needs {need} floats of split-K scratch (reserved \
+                             from the next capture on)"
+                        ),
+                    });
+                }
+            }
+        };
+        f(ptr)
     }
 }
 
@@ -112,9 +220,44 @@ impl<L: Launcher> Backend for Gpu<L> {
     type E = f32;
     type Buf = L::Buf;
     type Labels = L::Labels;
+    type Graph = GpuGraph<L>;
 
     fn name(&self) -> String {
         self.l.name()
+    }
+    fn buf_addr(&self, buf: &L::Buf) -> u64 {
+        self.l.ptr(buf)
+    }
+
+    // ---- graphs ------------------------------------------------------------------
+    fn graphs_supported(&self) -> bool {
+        true
+    }
+    fn graphs_by_default(&self) -> bool {
+        self.l.graphs_by_default()
+    }
+    fn begin_capture(&self) -> Result<()> {
+        let mut cap = self.cap_state()?;
+        cap.buf = match cap.need {
+            0 => None,
+            n => Some(self.l.alloc(n)?),
+        };
+        cap.used = false;
+        self.l.begin_capture()
+    }
+    fn end_capture(&self) -> Result<GpuGraph<L>> {
+        let graph = self.l.end_capture();
+        let mut cap = self.cap_state()?;
+        let scratch = cap.buf.take().filter(|_| cap.used);
+        Ok(GpuGraph {
+            graph: graph?,
+            _scratch: scratch,
+        })
+    }
+    unsafe fn replay(&self, graph: &GpuGraph<L>) -> Result<()> {
+        // SAFETY: the caller keeps every buffer the capture addressed alive; the
+        // split-K scratch is owned by the graph.
+        unsafe { self.l.replay(&graph.graph) }
     }
 
     // ---- memory ----------------------------------------------------------------
@@ -253,7 +396,9 @@ impl<L: Launcher> Backend for Gpu<L> {
             check_seg_len(op, "db", db, self.l.len(grads), s.o as usize)?;
         }
         check_u32(op, s.x_len().max(s.y_len()))?;
-        kernels::conv2d_bwd_weight(&self.l, grads, dw, db, dy, x, s)
+        self.with_scratch(kernels::conv2d_bwd_weight_scratch(s), |scratch| {
+            kernels::conv2d_bwd_weight(&self.l, scratch, grads, dw, db, dy, x, s)
+        })
     }
 
     // ---- fully connected -------------------------------------------------------
@@ -310,7 +455,9 @@ impl<L: Launcher> Backend for Gpu<L> {
         if let Some(db) = db {
             check_seg_len(op, "db", db, self.l.len(grads), k)?;
         }
-        kernels::linear_bwd_weight(&self.l, grads, dw, db, dy, x, s)
+        self.with_scratch(kernels::linear_bwd_weight_scratch(s), |scratch| {
+            kernels::linear_bwd_weight(&self.l, scratch, grads, dw, db, dy, x, s)
+        })
     }
 
     // ---- activations -----------------------------------------------------------
@@ -457,7 +604,9 @@ impl<L: Launcher> Backend for Gpu<L> {
         }
         let ps = match (&pool, &p) {
             (Some((ps, _)), Some(pb)) => {
-                if ps.planes as u64 != ns.n as u64 * ns.c as u64 || ps.h as u64 * ps.w as u64 != ns.hw as u64 {
+                if ps.planes as u64 != ns.n as u64 * ns.c as u64
+                    || ps.h as u64 * ps.w as u64 != ns.hw as u64
+                {
                     return Err(Error::Shape(format!(
                         "{op}: pool shape {ps:?} does not match the norm shape {ns:?}"
                     )));
@@ -473,7 +622,17 @@ impl<L: Launcher> Backend for Gpu<L> {
         };
         let out = kernels::FusedOut { s: norm_out, a, p };
         let segs = norm.map(|(g, b, _)| (g, b));
-        kernels::norm_act_pool_fwd(&self.l, out, z, params, segs, &ns, &ps, act, pool.map(|(_, k)| k))
+        kernels::norm_act_pool_fwd(
+            &self.l,
+            out,
+            z,
+            params,
+            segs,
+            &ns,
+            &ps,
+            act,
+            pool.map(|(_, k)| k),
+        )
     }
 
     // ---- norms (kernels/norm.cu, kernels/batchnorm.cu) -----------------------------
