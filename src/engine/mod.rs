@@ -13,6 +13,10 @@
 //! (forward-mode tangent along `v = dD/dg_syn`, then the reverse pass of the dual
 //! computation), is written down in `docs/derivations/engine.md`.
 
+mod graphs;
+
+pub use graphs::{GraphStats, SynGraphs};
+
 use crate::augment::{apply_bwd_in_place, apply_fwd_in_place};
 use crate::backend::{
     Act, AugOp, Backend, CeOut, ConvShape, ImgShape, LinearShape, Metric, NormShape, PoolKind,
@@ -20,6 +24,7 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 use crate::model::{ConvNetConfig, Norm, ParamLayout, BN_MOMENTUM};
+use graphs::{graphed, Region};
 use rand::Rng;
 
 /// Forward mode of the network; only BatchNorm layers behave differently.
@@ -101,6 +106,35 @@ impl<B: Backend> Workspace<B> {
     /// Elements of one input batch `[N, C, H, W]`.
     pub fn input_len(&self) -> usize {
         self.n * self.cfg.in_channels * self.cfg.image_h * self.cfg.image_w
+    }
+
+    /// Address and length of every buffer of the workspace, appended to `key`.
+    fn push_identity(&self, be: &B, key: &mut Vec<u64>) {
+        let mut push = |b: &B::Buf| {
+            key.push(be.buf_addr(b));
+            key.push(be.buf_len(b) as u64);
+        };
+        for blk in &self.blocks {
+            for b in [&blk.z, &blk.a, &blk.g1, &blk.g2, &blk.dout] {
+                push(b);
+            }
+            for b in [&blk.s, &blk.stats, &blk.p].into_iter().flatten() {
+                push(b);
+            }
+            if let Some(d) = &blk.dual {
+                for b in [&d.zdot, &d.adot, &d.g1dot, &d.g2dot, &d.doutdot] {
+                    push(b);
+                }
+                for b in [&d.sdot, &d.pdot].into_iter().flatten() {
+                    push(b);
+                }
+            }
+        }
+        push(&self.logits);
+        push(&self.dlogits);
+        for b in [&self.ldot, &self.dldot, &self.dx].into_iter().flatten() {
+            push(b);
+        }
     }
 }
 
@@ -465,9 +499,51 @@ impl<'b, B: Backend> Network<'b, B> {
         mode: Mode,
         grads: &mut B::Buf,
     ) -> Result<CeOut> {
+        self.first_order(ws, x, labels, mode, grads, None)
+    }
+
+    /// The graph key of a pass over `ws` reading `x`: the identity of every buffer
+    /// the pass touches (workspace, parameters, running state, `extra`) and `tag`.
+    fn graph_key(&self, ws: &Workspace<B>, extra: &[&B::Buf], tag: u64) -> Vec<u64> {
+        let be = self.be;
+        let mut key = vec![tag];
+        for b in std::iter::once(&self.params)
+            .chain(self.running.iter())
+            .chain(extra.iter().copied())
+        {
+            key.push(be.buf_addr(b));
+            key.push(be.buf_len(b) as u64);
+        }
+        ws.push_identity(be, &mut key);
+        key
+    }
+
+    /// [`Network::loss_and_grads`], with the forward and backward launches through
+    /// `graphs` when given (see [`graphs`]).
+    fn first_order(
+        &mut self,
+        ws: &mut Workspace<B>,
+        x: &B::Buf,
+        labels: &B::Labels,
+        mode: Mode,
+        grads: &mut B::Buf,
+        mut graphs: Option<&mut SynGraphs<B>>,
+    ) -> Result<CeOut> {
         self.check_param_buf("gradient", grads)?;
-        let out = self.loss(ws, x, labels, mode)?;
-        self.backward_impl(ws, x, mode, grads)?;
+        self.check_ws(ws, x)?;
+        let be = self.be;
+        let key = match graphs {
+            Some(_) => self.graph_key(ws, &[x, &*grads], 1 + mode as u64),
+            None => Vec::new(),
+        };
+        graphed(be, graphs.as_deref_mut(), Region::Forward, &key, || {
+            self.forward_impl(ws, x, mode)
+        })?;
+        let out = be.ce_fwd_bwd(&mut ws.dlogits, &ws.logits, labels, &ws.lin)?;
+        finite(out.loss, "cross-entropy loss")?;
+        graphed(be, graphs, Region::Backward, &key, || {
+            self.backward_impl(ws, x, mode, grads)
+        })?;
         Ok(out)
     }
 
@@ -570,6 +646,19 @@ impl<'b, B: Backend> Network<'b, B> {
         labels: &B::Labels,
         tangent: &B::Buf,
     ) -> Result<f64> {
+        self.dual_pass(ws, x, labels, tangent, None)
+    }
+
+    /// [`Network::dual_input_grad`], with the launches before and after the
+    /// loss through `graphs` when given.
+    fn dual_pass(
+        &mut self,
+        ws: &mut Workspace<B>,
+        x: &B::Buf,
+        labels: &B::Labels,
+        tangent: &B::Buf,
+        mut graphs: Option<&mut SynGraphs<B>>,
+    ) -> Result<f64> {
         self.check_param_buf("tangent", tangent)?;
         if !ws.opts.dual {
             return Err(Error::Shape(
@@ -577,9 +666,16 @@ impl<'b, B: Backend> Network<'b, B> {
             ));
         }
         self.check_ws(ws, x)?;
-        self.forward_impl(ws, x, Mode::Eval)?;
-        self.tangent_forward(ws, x, tangent)?;
-        let h = self.be.ce_dual(
+        let be = self.be;
+        let key = match graphs {
+            Some(_) => self.graph_key(ws, &[x, tangent], 0),
+            None => Vec::new(),
+        };
+        graphed(be, graphs.as_deref_mut(), Region::DualForward, &key, || {
+            self.forward_impl(ws, x, Mode::Eval)?;
+            self.tangent_forward(ws, x, tangent)
+        })?;
+        let h = be.ce_dual(
             &mut ws.dlogits,
             req_mut(&mut ws.dldot, "dldot")?,
             &ws.logits,
@@ -588,7 +684,9 @@ impl<'b, B: Backend> Network<'b, B> {
             &ws.lin,
         )?;
         finite(h, "directional derivative <v, dL/dtheta>")?;
-        self.dual_reverse(ws, tangent)?;
+        graphed(be, graphs, Region::DualReverse, &key, || {
+            self.dual_reverse(ws, tangent)
+        })?;
         Ok(h)
     }
 
@@ -821,6 +919,7 @@ impl<'b, B: Backend> Network<'b, B> {
                 w: self.cfg.image_w as u32,
             },
             tensors: self.layout.match_tensors(),
+            graphs: SynGraphs::new(be.graphs_supported() && be.graphs_by_default()),
         })
     }
 
@@ -877,12 +976,13 @@ impl<'b, B: Backend> Network<'b, B> {
         // x = A(S): ping-pong through the op chain, result in aug_a.
         be.copy_range(&mut mw.aug_a, 0, syn, 0, len)?;
         apply_fwd_in_place(be, aug, &mut mw.aug_a, &mut mw.aug_b, &mw.img)?;
-        self.loss_and_grads(
+        self.first_order(
             &mut mw.syn,
             &mw.aug_a,
             &mw.syn_labels[class],
             mode,
             &mut mw.g_syn,
+            Some(&mut mw.graphs),
         )?;
         let d = be.match_distance(&mut mw.v, &mw.g_syn, &mw.g_real, &mw.tensors, metric)?;
         finite(d, "matching distance")
@@ -919,7 +1019,13 @@ impl<'b, B: Backend> Network<'b, B> {
     ) -> Result<f64> {
         let be = self.be;
         let d = self.match_forward(mw, real, syn, class, aug, metric)?;
-        self.dual_input_grad(&mut mw.syn, &mw.aug_a, &mw.syn_labels[class], &mw.v)?;
+        self.dual_pass(
+            &mut mw.syn,
+            &mw.aug_a,
+            &mw.syn_labels[class],
+            &mw.v,
+            Some(&mut mw.graphs),
+        )?;
         let len = mw.img.len();
         let dx = req(&mw.syn.dx, "input gradient")?;
         be.copy_range(&mut mw.aug_a, 0, dx, 0, len)?;
@@ -1025,6 +1131,7 @@ pub struct MatchWorkspace<B: Backend> {
     syn_labels: Vec<B::Labels>,
     img: ImgShape,
     tensors: Vec<crate::backend::MatchTensor>,
+    graphs: SynGraphs<B>,
 }
 
 impl<B: Backend> MatchWorkspace<B> {
@@ -1035,6 +1142,16 @@ impl<B: Backend> MatchWorkspace<B> {
     /// Synthetic images per class.
     pub fn ipc(&self) -> usize {
         self.syn.n
+    }
+    /// The graphs of the synthetic side ([`graphs`](self::graphs)): on by default where
+    /// the backend says so (`cuda`), off otherwise; `set_on(true)` turns them on for
+    /// `emu` (a backend without graphs then runs every region directly).
+    pub fn graphs(&self) -> &SynGraphs<B> {
+        &self.graphs
+    }
+    /// The graphs, to turn them on or off or drop them.
+    pub fn graphs_mut(&mut self) -> &mut SynGraphs<B> {
+        &mut self.graphs
     }
 }
 
