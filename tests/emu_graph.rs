@@ -129,6 +129,7 @@ fn body_replay_equals_direct<B: Backend<E = f32>>(be: &B) {
         cfg(Norm::Batch, Act::LeakyRelu, Pool::Avg),
         cfg(Norm::None, Act::Relu, Pool::Max),
     ];
+    let mut failed = 0;
     for c in cases {
         let what = format!("{:?}/{:?}/{:?} on {}", c.norm, c.act, c.pool, be.name());
         let (direct, st0) = two_iterations(be, c, false);
@@ -160,9 +161,15 @@ fn body_replay_equals_direct<B: Backend<E = f32>>(be: &B) {
         assert_eq!(st.captures, captures, "{what}: {st:?}");
         assert_eq!(st.replays, 4 * CLASSES as u64 * 2, "{what}: {st:?}");
         assert_eq!(st.direct, 0, "{what}: {st:?}");
-        // the first backward capture needs split-K scratch it cannot allocate: it
-        // fails once, reserves the scratch, and the retry succeeds
-        assert_eq!(st.failed_captures, 1, "{what}: {st:?}");
+        // at most one retry per case: a capture that needs more split-K scratch than
+        // reserved fails once, reserves the region's largest need, and the retry succeeds
+        assert!(st.failed_captures <= 1, "{what}: {st:?}");
+        failed += st.failed_captures;
+    }
+    // The emu backend here is fresh, so its first backward capture needed scratch (the
+    // retry path ran); the cuda one is shared with other tests and may have it already.
+    if be.name().starts_with("emu") {
+        assert!(failed >= 1, "the scratch retry path never ran");
     }
 }
 on_backends!(replay_equals_direct, body_replay_equals_direct);

@@ -18,9 +18,10 @@
 //! was reallocated, another network or workspace is used), the graph is dropped and
 //! the region captured again, so a replay never sees a stale pointer.
 //!
-//! A capture that fails (e.g. the first one needing split-K scratch, which a capture
-//! cannot allocate; the backend reserves it for the next try) is retried once; after
-//! that the region runs directly for the life of the workspace.
+//! A capture that fails (e.g. the first one needing more split-K scratch than the
+//! backend reserved, as a capture cannot allocate; the backend then reserves the
+//! region's largest need for the next try) is retried once; after that the region
+//! runs directly for the life of the workspace.
 
 use crate::backend::Backend;
 use crate::error::Result;

@@ -117,6 +117,9 @@ struct CaptureScratch<B> {
     buf: Option<B>,
     need: usize,
     used: bool,
+    /// A launch of this capture found the reserved scratch too small (and was left
+    /// out): `end_capture` fails and the next capture reserves `need`.
+    short: bool,
 }
 
 /// A captured launch sequence of [`Gpu`]: the launcher's graph and the scratch
@@ -135,6 +138,7 @@ impl<L: Launcher> Gpu<L> {
                 buf: None,
                 need: 0,
                 used: false,
+                short: false,
             }),
         }
     }
@@ -152,8 +156,9 @@ impl<L: Launcher> Gpu<L> {
 
     /// Runs `f` with the address of `need` floats of split-K scratch (0 when `need`
     /// is 0). Outside a capture the scratch is allocated for this call; while
-    /// capturing it is the reserved buffer, or an error that reserves `need` floats
-    /// for the next capture.
+    /// capturing it is the reserved buffer. When that is too small, `f` is skipped and
+    /// the capture marked short: it goes on (so the largest need of the whole region
+    /// is known), `end_capture` fails, and the next capture reserves enough.
     fn with_scratch(&self, need: usize, f: impl FnOnce(u64) -> Result<()>) -> Result<()> {
         if need == 0 {
             return f(0);
@@ -172,13 +177,8 @@ impl<L: Launcher> Gpu<L> {
                 }
                 _ => {
                     cap.need = cap.need.max(need);
-                    return Err(Error::Backend {
-                        backend: self.l.name(),
-                        msg: format!(
-                            "graph capture needs {need} floats of split-K scratch (reserved \
-                             from the next capture on)"
-                        ),
-                    });
+                    cap.short = true;
+                    return Ok(());
                 }
             }
         };
@@ -243,12 +243,23 @@ impl<L: Launcher> Backend for Gpu<L> {
             n => Some(self.l.alloc(n)?),
         };
         cap.used = false;
+        cap.short = false;
         self.l.begin_capture()
     }
     fn end_capture(&self) -> Result<GpuGraph<L>> {
         let graph = self.l.end_capture();
         let mut cap = self.cap_state()?;
         let scratch = cap.buf.take().filter(|_| cap.used);
+        if cap.short {
+            return Err(Error::Backend {
+                backend: self.l.name(),
+                msg: format!(
+                    "graph capture needed {} floats of split-K scratch (reserved from the \
+                     next capture on)",
+                    cap.need
+                ),
+            });
+        }
         Ok(GpuGraph {
             graph: graph?,
             _scratch: scratch,
