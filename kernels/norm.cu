@@ -9,14 +9,7 @@
 // element ([C, HW], layer norm): element k of group g has channel g*(C/G) + k/HW and
 // per-element index g*M + k. All reductions are block trees of fixed shape
 // (block_sum): deterministic. blockDim.x is a multiple of 32 (launch::NORM_BLOCK).
-#include "common.cuh"
-
-// Affine coefficient of element k (0 <= k < M) of group g.
-__device__ __forceinline__ float norm_coef(const float* p, NormShape s, unsigned int g,
-                                           unsigned int k) {
-    const unsigned int m = (s.c / s.groups) * s.hw;
-    return s.affine ? p[(unsigned long long)g * m + k] : p[g * (s.c / s.groups) + k / s.hw];
-}
+#include "norm.cuh"
 
 // norm_fwd: mu = mean(x), rstd = (mean((x - mu)^2) + eps)^(-1/2) per group (two
 // passes), stats = [mu (N*G), rstd (N*G)]; y = gamma xhat + beta from the stored stats.

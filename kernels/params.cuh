@@ -63,3 +63,4 @@ struct SgdParams {
 #define ACT_SWISH 3u
 #define POOL_AVG 0u
 #define POOL_MAX 1u
+#define POOL_NONE 2u  // norm_act_pool_fwd only: no pooling stage

@@ -2,18 +2,7 @@
 // not covered). Max ties go to the first element in row-major window order.
 // Contract: src/backend/mod.rs (pool_fwd, pool_bwd, pool_jvp); CPU twin:
 // src/backend/cpu/pool.rs.
-#include "common.cuh"
-
-// Index (0..3, row-major) of the max of the window whose top-left input is `p`
-// (row stride w); strict > keeps the first of equal values.
-__device__ __forceinline__ int pool_argmax(const float* p, unsigned int w) {
-    float best = p[0];
-    int arg = 0;
-    if (p[1] > best) { best = p[1]; arg = 1; }
-    if (p[w] > best) { best = p[w]; arg = 2; }
-    if (p[w + 1] > best) { arg = 3; }
-    return arg;
-}
+#include "pool.cuh"
 
 // pool_fwd: y[q, i, j] = avg or max of x[q, 2i..2i+1, 2j..2j+1].
 // Threads: 1-D grid-stride, one output element each.
@@ -26,13 +15,7 @@ extern "C" __global__ void pool_fwd(float* __restrict__ y, const float* __restri
     for (unsigned long long o = global_tid(); o < total; o += stride) {
         const unsigned long long q = o / ((unsigned long long)oh * ow);
         const unsigned int r = (unsigned int)(o - q * oh * ow), i = r / ow, j = r - i * ow;
-        const float* p = x + (q * s.h + 2u * i) * s.w + 2u * j;
-        if (kind == POOL_MAX) {
-            const int a = pool_argmax(p, s.w);
-            y[o] = p[(a >> 1) * s.w + (a & 1)];
-        } else {
-            y[o] = (p[0] + p[1] + p[s.w] + p[s.w + 1]) * 0.25f;
-        }
+        y[o] = pool_window(x + (q * s.h + 2u * i) * s.w + 2u * j, s.w, kind);
     }
 }
 EMU_REGISTER(pool_fwd)

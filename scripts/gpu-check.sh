@@ -13,8 +13,10 @@
 #   env: BUNDLE=<dir> (default target/gpu-bundle), DSA_CUDA_SYNC=1 to synchronise
 #   after every launch (blames the right kernel for an asynchronous fault),
 #   SKIP_BENCH=1 to run the tests only.
-#   Runs every `*::cuda` parity test (one test body per op, the same as `emu` runs in
-#   CI), the library's unit tests, then the benchmarks, and prints a short table.
+#   Runs every cuda test of emu_parity, emu_parity_math (one test body per op, the same
+#   as `emu` runs in CI), emu_step (whole matching and train steps) and emu_graph (CUDA
+#   graph capture/replay against direct launches, bit for bit), the library's unit
+#   tests, then the benchmarks, and prints a short table.
 #   Exit status: non-zero when any test failed or a GPU test was skipped (on a GPU
 #   machine "skipped" means the cuda backend could not start: that is a failure here).
 #
@@ -61,22 +63,24 @@ LOG="$(mktemp -d)"
 status=0
 printf '\n%-44s %s\n' "test" "result"
 printf '%-44s %s\n' "----" "------"
-# parity tests on the cuda backend
-if [[ -x "$BUNDLE/tests/emu_parity" ]]; then
-    "$BUNDLE/tests/emu_parity" cuda --test-threads=1 --nocapture >"$LOG/parity.txt" 2>&1
+# cuda tests: kernel parity (emu_parity*), whole steps (emu_step), graph capture and
+# replay (emu_graph); each binary runs its tests whose name contains "cuda"
+for t in emu_parity emu_parity_math emu_step emu_graph; do
+    if [[ ! -x "$BUNDLE/tests/$t" ]]; then
+        echo "missing $BUNDLE/tests/$t"; status=1; continue
+    fi
+    "$BUNDLE/tests/$t" cuda --test-threads=1 --nocapture >"$LOG/$t.txt" 2>&1
     rc=$?
-    grep -E '^test .* \.\.\. ' "$LOG/parity.txt" | while read -r _ name _ res; do
-        printf '%-44s %s\n' "$name" "$res"
+    grep -E '^test .* \.\.\. ' "$LOG/$t.txt" | while read -r _ name _ res; do
+        printf '%-44s %s\n' "$t::$name" "$res"
     done
-    if grep -q '^skipped:' "$LOG/parity.txt"; then
-        echo "cuda backend did not start:"; grep -m1 '^skipped:' "$LOG/parity.txt"; status=1
+    if grep -q '^skipped' "$LOG/$t.txt"; then
+        echo "cuda backend did not start ($t):"; grep -m1 '^skipped' "$LOG/$t.txt"; status=1
     fi
     if [[ $rc -ne 0 ]]; then
-        status=1; echo "--- failures ---"; sed -n '/^failures:/,$p' "$LOG/parity.txt" | head -80
+        status=1; echo "--- failures ($t) ---"; sed -n '/^failures:/,$p' "$LOG/$t.txt" | head -80
     fi
-else
-    echo "missing $BUNDLE/tests/emu_parity"; status=1
-fi
+done
 # library unit tests (layout checks etc.)
 if [[ -x "$BUNDLE/tests/dsa_condense" ]]; then
     if "$BUNDLE/tests/dsa_condense" --test-threads=2 >"$LOG/unit.txt" 2>&1; then r=ok; else r=FAILED; status=1; fi

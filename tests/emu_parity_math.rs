@@ -209,6 +209,135 @@ fn body_norm<B: Backend<E = f32>>(b: &B) {
 }
 parity!(norm, body_norm);
 
+// ---- fused norm -> activation -> pooling (kernels/fused.cu) ------------------------
+
+/// One fused call on `b` and the composed reference on the CPU, every output compared.
+#[allow(clippy::too_many_arguments)]
+fn check_fused<B: Backend<E = f32>>(
+    b: &B,
+    what: &str,
+    z: &[f32],
+    params: &[f32],
+    norm: Option<(Seg, Seg, &NormShape)>,
+    ps: &PoolShape,
+    act: Act,
+    pool: Option<PoolKind>,
+) {
+    let len = z.len();
+    let ng = norm.map(|(_, _, s)| s.stats_len()).unwrap_or(0);
+    let plen = (ps.planes * ps.oh() * ps.ow()) as usize;
+    let pool_arg = pool.map(|k| (ps, k));
+    let c_ = cpu();
+    // device: every output poisoned with NaN
+    let (zb, pb) = (up(b, z), up(b, params));
+    let (mut s, mut st) = (up(b, &nan_vec(len)), up(b, &nan_vec(2 * ng)));
+    let (mut a, mut p) = (up(b, &nan_vec(len)), up(b, &nan_vec(plen)));
+    b.norm_act_pool_fwd(
+        norm.map(|_| (&mut s, &mut st)),
+        &mut a,
+        pool.map(|_| &mut p),
+        &zb,
+        &pb,
+        norm,
+        act,
+        pool_arg,
+    )
+    .unwrap();
+    // reference: the CPU backend's composition of norm_fwd, act_fwd, pool_fwd
+    let (mut sc, mut stc) = (nan_vec(len), nan_vec(2 * ng));
+    let (mut ac, mut pc) = (nan_vec(len), nan_vec(plen));
+    c_.norm_act_pool_fwd(
+        norm.map(|_| (&mut sc, &mut stc)),
+        &mut ac,
+        pool.map(|_| &mut pc),
+        &z.to_vec(),
+        &params.to_vec(),
+        norm,
+        act,
+        pool_arg,
+    )
+    .unwrap();
+    assert_close(&format!("{what}: a"), &dl(b, &a), &ac);
+    if norm.is_some() {
+        assert_close(&format!("{what}: s"), &dl(b, &s), &sc);
+        assert_close(&format!("{what}: stats"), &dl(b, &st), &stc);
+    }
+    if pool.is_some() {
+        assert_close(&format!("{what}: p"), &dl(b, &p), &pc);
+    } else {
+        assert!(
+            dl(b, &p).iter().all(|v| v.is_nan()),
+            "{what}: p written without pooling"
+        );
+    }
+}
+
+fn body_norm_act_pool<B: Backend<E = f32>>(b: &B) {
+    let acts = [Act::Relu, Act::Sigmoid, Act::LeakyRelu, Act::Swish];
+    let pools = [Some(PoolKind::Avg), Some(PoolKind::Max), None];
+    // (n, c, h, w, groups, affine): instance norm on 7x9 planes (odd: the last row and
+    // column are not pooled), group norm on 5x6, layer norm (per element) on 9x7, a
+    // group of 4*15*21 = 1260 elements (several 256-thread strides), and a layer norm
+    // of 16*32*30 floats, too large for the fused kernel's shared memory (the device
+    // backends then compose the three kernels).
+    let shapes = [
+        (2u32, 3u32, 7u32, 9u32, 3u32, 0u32),
+        (3, 6, 5, 6, 2, 0),
+        (2, 3, 9, 7, 1, 1),
+        (1, 8, 15, 21, 2, 0),
+        (1, 16, 32, 30, 1, 1),
+    ];
+    for (i, &(n, c, h, w, groups, affine)) in shapes.iter().enumerate() {
+        let ns = NormShape {
+            n,
+            c,
+            hw: h * w,
+            groups,
+            affine,
+            eps: 1e-5,
+        };
+        let ps = PoolShape {
+            planes: n * c,
+            h,
+            w,
+        };
+        let len = ns.len();
+        let aff = if affine == 1 {
+            (c * h * w) as usize
+        } else {
+            c as usize
+        };
+        let ng = ns.stats_len();
+        let mut r = rng(700 + i as u64);
+        // per-group offsets and scales so the statistics are not trivial
+        let z: Vec<f32> = (0..len)
+            .map(|k| {
+                let g = (k / (len / ng)) as f32;
+                (0.3 * g - 1.0) + (1.0 + 0.5 * g) * r.random_range(-1.0f32..1.0)
+            })
+            .collect();
+        // params = [pad 3, gamma, beta]
+        let params = rand_vec(&mut r, 3 + 2 * aff, -1.5, 1.5);
+        let (gs, bs) = (seg(3, aff), seg(3 + aff, aff));
+        for act in acts {
+            for pool in pools {
+                let what = format!(
+                    "norm_act_pool_fwd n={n} c={c} {h}x{w} g={groups} affine={affine} \
+                     {act:?} {pool:?}"
+                );
+                check_fused(b, &what, &z, &params, Some((gs, bs, &ns)), &ps, act, pool);
+                if i < 2 {
+                    // no norm: activation and pooling fused, one plane per block
+                    let what =
+                        format!("norm_act_pool_fwd (no norm) n={n} c={c} {h}x{w} {act:?} {pool:?}");
+                    check_fused(b, &what, &z, &params, None, &ps, act, pool);
+                }
+            }
+        }
+    }
+}
+parity!(norm_act_pool, body_norm_act_pool);
+
 // ---- batch norm -------------------------------------------------------------------
 
 fn body_batchnorm<B: Backend<E = f32>>(b: &B) {

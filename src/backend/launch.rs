@@ -109,6 +109,28 @@ pub fn per_block(blocks: u32) -> Geometry {
     }
 }
 
+/// Largest slab (floats) `norm_act_pool_fwd` keeps in dynamic shared memory: 48 KiB,
+/// the amount every CUDA device grants without an opt-in attribute. Larger groups
+/// (layer norm over wide layers) take the unfused norm / act / pool kernels.
+pub const FUSED_MAX_SLAB: u32 = 48 * 1024 / 4;
+
+/// Threads of a `norm_act_pool_fwd` block for a slab of `m` elements: the slab
+/// rounded up to whole warps, at most [`REDUCE_BLOCK`] (small instance-norm planes,
+/// 4x4..32x32, then do not idle most of a 256-thread block).
+pub fn fused_block(m: u32) -> u32 {
+    m.div_ceil(32).clamp(1, REDUCE_BLOCK / 32) * 32
+}
+
+/// One block per slab of `m` floats for `norm_act_pool_fwd`, the slab in dynamic
+/// shared memory.
+pub fn fused(slabs: u32, m: u32) -> Geometry {
+    Geometry {
+        grid: (slabs.max(1), 1, 1),
+        block: (fused_block(m), 1, 1),
+        shared_bytes: 4 * m,
+    }
+}
+
 /// Warps (samples) per block of the softmax cross-entropy kernels: one warp per
 /// sample, K (classes, 10..100) strided over its lanes.
 pub const CE_WARPS: u32 = 8;

@@ -132,8 +132,45 @@ pub trait Backend: Send + Sync {
     /// A device buffer of class labels.
     type Labels: Send;
 
+    /// A captured launch sequence (CUDA graph, emulator recording); [`NoGraph`] for
+    /// backends without graphs.
+    type Graph: Send;
+
     /// Short name (`cpu`, `cuda`, `emu`) with details (threads, device).
     fn name(&self) -> String;
+    /// Identity of a buffer: the address of its first element (with
+    /// [`Backend::buf_len`], what a captured graph is bound to).
+    fn buf_addr(&self, buf: &Self::Buf) -> u64;
+
+    // ---- graphs (capture a launch sequence once, replay it) -----------------
+    /// Whether [`Backend::begin_capture`] can work at all (default: no).
+    fn graphs_supported(&self) -> bool {
+        false
+    }
+    /// Whether the engine replays captured sequences by default (`cuda`).
+    fn graphs_by_default(&self) -> bool {
+        false
+    }
+    /// Starts capturing: the ops that follow are recorded, not run, until
+    /// [`Backend::end_capture`]. Ops that allocate, upload or download fail while
+    /// capturing. One capture at a time; no other thread may use the backend
+    /// meanwhile. Default: not supported.
+    fn begin_capture(&self) -> Result<()> {
+        Err(no_graphs(&self.name()))
+    }
+    /// Ends the capture; the graph replays exactly the captured launches, with the
+    /// buffer addresses and scalar arguments they had.
+    fn end_capture(&self) -> Result<Self::Graph> {
+        Err(no_graphs(&self.name()))
+    }
+    /// Runs a captured graph again.
+    ///
+    /// # Safety
+    /// Every buffer the captured ops used must still be alive, at the same address
+    /// ([`Backend::buf_addr`]) and with the same length.
+    unsafe fn replay(&self, _graph: &Self::Graph) -> Result<()> {
+        Err(no_graphs(&self.name()))
+    }
 
     // ---- memory -------------------------------------------------------------
     /// A zero-filled buffer of `len` elements.
@@ -348,6 +385,29 @@ pub trait Backend: Send + Sync {
         s: &NormShape,
     ) -> Result<()>;
 
+    // ---- fused block tail ----------------------------------------------------
+    /// A ConvNet block's tail in one op: `s = norm(z)` (group-norm family, with
+    /// `stats`, exactly as [`Backend::norm_fwd`]), `a = act(s)` (`s = z` without
+    /// `norm`), `p = pool(a)` (when `pool` is given). `norm_out = (s, stats)` and
+    /// `norm`, `p` and `pool` go together. Writes the same buffers and values as the
+    /// three separate ops, so every backward pass reads them unchanged. The default
+    /// runs those ops ([`norm_act_pool_composed`]); the device backends override it
+    /// with one kernel (`kernels/fused.cu`) where a group fits in shared memory.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_act_pool_fwd(
+        &self,
+        norm_out: Option<(&mut Self::Buf, &mut Self::Buf)>,
+        a: &mut Self::Buf,
+        p: Option<&mut Self::Buf>,
+        z: &Self::Buf,
+        params: &Self::Buf,
+        norm: Option<(Seg, Seg, &NormShape)>,
+        act: Act,
+        pool: Option<(&PoolShape, PoolKind)>,
+    ) -> Result<()> {
+        norm_act_pool_composed(self, norm_out, a, p, z, params, norm, act, pool)
+    }
+
     // ---- batch norm (per channel over N, H, W) -----------------------------
     /// Train mode: batch statistics (biased variance) into `stats = [mu (C), rstd (C)]`;
     /// `running = [mean (C), var (C)]` moves `momentum` towards the batch mean and
@@ -481,4 +541,50 @@ pub trait Backend: Send + Sync {
     fn aug_fwd(&self, y: &mut Self::Buf, x: &Self::Buf, op: &AugOp, s: &ImgShape) -> Result<()>;
     /// `dx = op^T(dy)` (the adjoint of the linear part; brightness passes through).
     fn aug_bwd(&self, dx: &mut Self::Buf, dy: &Self::Buf, op: &AugOp, s: &ImgShape) -> Result<()>;
+}
+
+/// [`Backend::norm_act_pool_fwd`] as `norm_fwd`, `act_fwd`, `pool_fwd` (the trait
+/// default, and the device backends' path for shapes their fused kernel does not take).
+#[allow(clippy::too_many_arguments)]
+pub fn norm_act_pool_composed<B: Backend + ?Sized>(
+    be: &B,
+    norm_out: Option<(&mut B::Buf, &mut B::Buf)>,
+    a: &mut B::Buf,
+    p: Option<&mut B::Buf>,
+    z: &B::Buf,
+    params: &B::Buf,
+    norm: Option<(Seg, Seg, &NormShape)>,
+    act: Act,
+    pool: Option<(&PoolShape, PoolKind)>,
+) -> Result<()> {
+    let pre: &B::Buf = match (norm_out, norm) {
+        (Some((s, stats)), Some((gamma, beta, ns))) => {
+            be.norm_fwd(s, stats, z, params, gamma, beta, ns)?;
+            s
+        }
+        (None, None) => z,
+        _ => {
+            return Err(fused_pairing(
+                "the norm outputs (s, stats) and the norm parameters",
+            ))
+        }
+    };
+    be.act_fwd(a, pre, act)?;
+    match (p, pool) {
+        (Some(p), Some((ps, kind))) => be.pool_fwd(p, a, ps, kind),
+        (None, None) => Ok(()),
+        _ => Err(fused_pairing("the pool output and the pool shape")),
+    }
+}
+
+fn fused_pairing(what: &str) -> crate::error::Error {
+    crate::error::Error::Shape(format!("norm_act_pool_fwd: {what} must be given together"))
+}
+
+/// The graph type of backends without graphs (no value exists).
+#[derive(Debug)]
+pub enum NoGraph {}
+
+fn no_graphs(name: &str) -> crate::error::Error {
+    crate::error::Error::Unsupported(format!("{name}: no graph capture"))
 }

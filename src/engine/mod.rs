@@ -13,6 +13,10 @@
 //! (forward-mode tangent along `v = dD/dg_syn`, then the reverse pass of the dual
 //! computation), is written down in `docs/derivations/engine.md`.
 
+mod graphs;
+
+pub use graphs::{GraphStats, SynGraphs};
+
 use crate::augment::{apply_bwd_in_place, apply_fwd_in_place};
 use crate::backend::{
     Act, AugOp, Backend, CeOut, ConvShape, ImgShape, LinearShape, Metric, NormShape, PoolKind,
@@ -20,6 +24,7 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 use crate::model::{ConvNetConfig, Norm, ParamLayout, BN_MOMENTUM};
+use graphs::{graphed, Region};
 use rand::Rng;
 
 /// Forward mode of the network; only BatchNorm layers behave differently.
@@ -101,6 +106,35 @@ impl<B: Backend> Workspace<B> {
     /// Elements of one input batch `[N, C, H, W]`.
     pub fn input_len(&self) -> usize {
         self.n * self.cfg.in_channels * self.cfg.image_h * self.cfg.image_w
+    }
+
+    /// Address and length of every buffer of the workspace, appended to `key`.
+    fn push_identity(&self, be: &B, key: &mut Vec<u64>) {
+        let mut push = |b: &B::Buf| {
+            key.push(be.buf_addr(b));
+            key.push(be.buf_len(b) as u64);
+        };
+        for blk in &self.blocks {
+            for b in [&blk.z, &blk.a, &blk.g1, &blk.g2, &blk.dout] {
+                push(b);
+            }
+            for b in [&blk.s, &blk.stats, &blk.p].into_iter().flatten() {
+                push(b);
+            }
+            if let Some(d) = &blk.dual {
+                for b in [&d.zdot, &d.adot, &d.g1dot, &d.g2dot, &d.doutdot] {
+                    push(b);
+                }
+                for b in [&d.sdot, &d.pdot].into_iter().flatten() {
+                    push(b);
+                }
+            }
+        }
+        push(&self.logits);
+        push(&self.dlogits);
+        for b in [&self.ldot, &self.dldot, &self.dx].into_iter().flatten() {
+            push(b);
+        }
     }
 }
 
@@ -374,35 +408,62 @@ impl<'b, B: Backend> Network<'b, B> {
                 &ws.conv[b],
                 false,
             )?;
-            if let Some(ns) = &ws.norm[b] {
-                let s = req_mut(&mut cur.s, "norm output")?;
-                let st = req_mut(&mut cur.stats, "norm statistics")?;
-                let (g, bt) = (
-                    bp.gamma.ok_or_else(|| inv("gamma"))?,
-                    bp.beta.ok_or_else(|| inv("beta"))?,
-                );
-                match (self.cfg.norm, mode) {
-                    (Norm::Batch, Mode::Train) => be.bn_fwd_train(
-                        s,
-                        st,
-                        &mut self.running[b],
+            let pool = match (&ws.pool[b], self.pool) {
+                (Some(ps), Some(kind)) => Some((ps, kind)),
+                _ => None,
+            };
+            let p_out = match pool {
+                Some(_) => Some(req_mut(&mut cur.p, "pool output")?),
+                None => None,
+            };
+            match (&ws.norm[b], self.cfg.norm) {
+                // BatchNorm normalises over the batch: its own kernels, then the fused
+                // activation + pooling from s.
+                (Some(ns), Norm::Batch) => {
+                    let s = req_mut(&mut cur.s, "norm output")?;
+                    let st = req_mut(&mut cur.stats, "norm statistics")?;
+                    let (g, bt) = (
+                        bp.gamma.ok_or_else(|| inv("gamma"))?,
+                        bp.beta.ok_or_else(|| inv("beta"))?,
+                    );
+                    match mode {
+                        Mode::Train => be.bn_fwd_train(
+                            s,
+                            st,
+                            &mut self.running[b],
+                            &cur.z,
+                            p,
+                            g,
+                            bt,
+                            ns,
+                            BN_MOMENTUM,
+                        )?,
+                        Mode::Eval => be.bn_fwd_eval(s, &cur.z, &self.running[b], p, g, bt, ns)?,
+                    }
+                    be.norm_act_pool_fwd(None, &mut cur.a, p_out, s, p, None, self.act, pool)?;
+                }
+                // The group-norm family (same in both modes): one fused op.
+                (Some(ns), _) => {
+                    let s = req_mut(&mut cur.s, "norm output")?;
+                    let st = req_mut(&mut cur.stats, "norm statistics")?;
+                    let (g, bt) = (
+                        bp.gamma.ok_or_else(|| inv("gamma"))?,
+                        bp.beta.ok_or_else(|| inv("beta"))?,
+                    );
+                    be.norm_act_pool_fwd(
+                        Some((s, st)),
+                        &mut cur.a,
+                        p_out,
                         &cur.z,
                         p,
-                        g,
-                        bt,
-                        ns,
-                        BN_MOMENTUM,
-                    )?,
-                    (Norm::Batch, Mode::Eval) => {
-                        be.bn_fwd_eval(s, &cur.z, &self.running[b], p, g, bt, ns)?
-                    }
-                    _ => be.norm_fwd(s, st, &cur.z, p, g, bt, ns)?,
+                        Some((g, bt, ns)),
+                        self.act,
+                        pool,
+                    )?;
                 }
-            }
-            let pre = cur.s.as_ref().unwrap_or(&cur.z);
-            be.act_fwd(&mut cur.a, pre, self.act)?;
-            if let (Some(ps), Some(kind)) = (&ws.pool[b], self.pool) {
-                be.pool_fwd(req_mut(&mut cur.p, "pool output")?, &cur.a, ps, kind)?;
+                (None, _) => {
+                    be.norm_act_pool_fwd(None, &mut cur.a, p_out, &cur.z, p, None, self.act, pool)?
+                }
             }
         }
         let feat = block_out(ws.blocks.last().ok_or_else(|| inv("block"))?);
@@ -438,9 +499,51 @@ impl<'b, B: Backend> Network<'b, B> {
         mode: Mode,
         grads: &mut B::Buf,
     ) -> Result<CeOut> {
+        self.first_order(ws, x, labels, mode, grads, None)
+    }
+
+    /// The graph key of a pass over `ws` reading `x`: the identity of every buffer
+    /// the pass touches (workspace, parameters, running state, `extra`) and `tag`.
+    fn graph_key(&self, ws: &Workspace<B>, extra: &[&B::Buf], tag: u64) -> Vec<u64> {
+        let be = self.be;
+        let mut key = vec![tag];
+        for b in std::iter::once(&self.params)
+            .chain(self.running.iter())
+            .chain(extra.iter().copied())
+        {
+            key.push(be.buf_addr(b));
+            key.push(be.buf_len(b) as u64);
+        }
+        ws.push_identity(be, &mut key);
+        key
+    }
+
+    /// [`Network::loss_and_grads`], with the forward and backward launches through
+    /// `graphs` when given (see [`graphs`]).
+    fn first_order(
+        &mut self,
+        ws: &mut Workspace<B>,
+        x: &B::Buf,
+        labels: &B::Labels,
+        mode: Mode,
+        grads: &mut B::Buf,
+        mut graphs: Option<&mut SynGraphs<B>>,
+    ) -> Result<CeOut> {
         self.check_param_buf("gradient", grads)?;
-        let out = self.loss(ws, x, labels, mode)?;
-        self.backward_impl(ws, x, mode, grads)?;
+        self.check_ws(ws, x)?;
+        let be = self.be;
+        let key = match graphs {
+            Some(_) => self.graph_key(ws, &[x, &*grads], 1 + mode as u64),
+            None => Vec::new(),
+        };
+        graphed(be, graphs.as_deref_mut(), Region::Forward, &key, || {
+            self.forward_impl(ws, x, mode)
+        })?;
+        let out = be.ce_fwd_bwd(&mut ws.dlogits, &ws.logits, labels, &ws.lin)?;
+        finite(out.loss, "cross-entropy loss")?;
+        graphed(be, graphs, Region::Backward, &key, || {
+            self.backward_impl(ws, x, mode, grads)
+        })?;
         Ok(out)
     }
 
@@ -543,6 +646,19 @@ impl<'b, B: Backend> Network<'b, B> {
         labels: &B::Labels,
         tangent: &B::Buf,
     ) -> Result<f64> {
+        self.dual_pass(ws, x, labels, tangent, None)
+    }
+
+    /// [`Network::dual_input_grad`], with the launches before and after the
+    /// loss through `graphs` when given.
+    fn dual_pass(
+        &mut self,
+        ws: &mut Workspace<B>,
+        x: &B::Buf,
+        labels: &B::Labels,
+        tangent: &B::Buf,
+        mut graphs: Option<&mut SynGraphs<B>>,
+    ) -> Result<f64> {
         self.check_param_buf("tangent", tangent)?;
         if !ws.opts.dual {
             return Err(Error::Shape(
@@ -550,9 +666,16 @@ impl<'b, B: Backend> Network<'b, B> {
             ));
         }
         self.check_ws(ws, x)?;
-        self.forward_impl(ws, x, Mode::Eval)?;
-        self.tangent_forward(ws, x, tangent)?;
-        let h = self.be.ce_dual(
+        let be = self.be;
+        let key = match graphs {
+            Some(_) => self.graph_key(ws, &[x, tangent], 0),
+            None => Vec::new(),
+        };
+        graphed(be, graphs.as_deref_mut(), Region::DualForward, &key, || {
+            self.forward_impl(ws, x, Mode::Eval)?;
+            self.tangent_forward(ws, x, tangent)
+        })?;
+        let h = be.ce_dual(
             &mut ws.dlogits,
             req_mut(&mut ws.dldot, "dldot")?,
             &ws.logits,
@@ -561,7 +684,9 @@ impl<'b, B: Backend> Network<'b, B> {
             &ws.lin,
         )?;
         finite(h, "directional derivative <v, dL/dtheta>")?;
-        self.dual_reverse(ws, tangent)?;
+        graphed(be, graphs, Region::DualReverse, &key, || {
+            self.dual_reverse(ws, tangent)
+        })?;
         Ok(h)
     }
 
@@ -794,6 +919,7 @@ impl<'b, B: Backend> Network<'b, B> {
                 w: self.cfg.image_w as u32,
             },
             tensors: self.layout.match_tensors(),
+            graphs: SynGraphs::new(be.graphs_supported() && be.graphs_by_default()),
         })
     }
 
@@ -850,12 +976,13 @@ impl<'b, B: Backend> Network<'b, B> {
         // x = A(S): ping-pong through the op chain, result in aug_a.
         be.copy_range(&mut mw.aug_a, 0, syn, 0, len)?;
         apply_fwd_in_place(be, aug, &mut mw.aug_a, &mut mw.aug_b, &mw.img)?;
-        self.loss_and_grads(
+        self.first_order(
             &mut mw.syn,
             &mw.aug_a,
             &mw.syn_labels[class],
             mode,
             &mut mw.g_syn,
+            Some(&mut mw.graphs),
         )?;
         let d = be.match_distance(&mut mw.v, &mw.g_syn, &mw.g_real, &mw.tensors, metric)?;
         finite(d, "matching distance")
@@ -892,7 +1019,13 @@ impl<'b, B: Backend> Network<'b, B> {
     ) -> Result<f64> {
         let be = self.be;
         let d = self.match_forward(mw, real, syn, class, aug, metric)?;
-        self.dual_input_grad(&mut mw.syn, &mw.aug_a, &mw.syn_labels[class], &mw.v)?;
+        self.dual_pass(
+            &mut mw.syn,
+            &mw.aug_a,
+            &mw.syn_labels[class],
+            &mw.v,
+            Some(&mut mw.graphs),
+        )?;
         let len = mw.img.len();
         let dx = req(&mw.syn.dx, "input gradient")?;
         be.copy_range(&mut mw.aug_a, 0, dx, 0, len)?;
@@ -998,6 +1131,7 @@ pub struct MatchWorkspace<B: Backend> {
     syn_labels: Vec<B::Labels>,
     img: ImgShape,
     tensors: Vec<crate::backend::MatchTensor>,
+    graphs: SynGraphs<B>,
 }
 
 impl<B: Backend> MatchWorkspace<B> {
@@ -1008,6 +1142,16 @@ impl<B: Backend> MatchWorkspace<B> {
     /// Synthetic images per class.
     pub fn ipc(&self) -> usize {
         self.syn.n
+    }
+    /// The graphs of the synthetic side ([`graphs`](self::graphs)): on by default where
+    /// the backend says so (`cuda`), off otherwise; `set_on(true)` turns them on for
+    /// `emu` (a backend without graphs then runs every region directly).
+    pub fn graphs(&self) -> &SynGraphs<B> {
+        &self.graphs
+    }
+    /// The graphs, to turn them on or off or drop them.
+    pub fn graphs_mut(&mut self) -> &mut SynGraphs<B> {
+        &mut self.graphs
     }
 }
 

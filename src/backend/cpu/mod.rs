@@ -99,7 +99,11 @@ impl<T: Scalar> Backend for Cpu<T> {
     type E = T;
     type Buf = Vec<T>;
     type Labels = Vec<u32>;
+    type Graph = super::NoGraph;
 
+    fn buf_addr(&self, buf: &Vec<T>) -> u64 {
+        buf.as_ptr() as u64
+    }
     fn name(&self) -> String {
         format!(
             "cpu ({} threads, {})",

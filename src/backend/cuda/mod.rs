@@ -8,14 +8,16 @@
 //! compiled at run time with NVRTC. `DSA_CUDA_SYNC=1` synchronises after every launch
 //! so an asynchronous fault is blamed on the right kernel.
 
-use super::gpu::{Gpu, Kernel, Launcher};
+use super::gpu::{Arg, Gpu, Kernel, Launcher};
 use super::launch::Geometry;
 use crate::error::{Error, Result};
 use cudarc::driver::{
-    sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
+    sys, CudaContext, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr,
+    DevicePtrMut,
 };
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The amalgamated kernel source (all `kernels/*.cu` with their headers inlined).
@@ -53,8 +55,20 @@ pub struct CudaLauncher {
     module: Arc<CudaModule>,
     funcs: Mutex<HashMap<&'static str, CudaFunction>>,
     sync_each: bool,
+    graphs: bool,
+    capturing: AtomicBool,
     desc: String,
 }
+
+/// An instantiated CUDA graph (captured on the launcher's stream).
+pub struct CudaGraphExec(CudaGraph);
+
+// SAFETY: CUDA graph objects are not internally synchronised and must not be used
+// from two threads at once. `CudaGraphExec` is not `Sync` and is only used through
+// `&self` of its owner (replay takes `&CudaGraphExec` from one thread at a time), so
+// moving it to another thread is sound; the driver handles themselves are plain
+// pointers valid in any thread of the process (the launcher binds its context).
+unsafe impl Send for CudaGraphExec {}
 
 impl CudaLauncher {
     /// Probes the driver, opens device `ordinal`, loads the kernels.
@@ -82,9 +96,13 @@ impl CudaLauncher {
         let sync_each = std::env::var("DSA_CUDA_SYNC")
             .map(|v| v == "1")
             .unwrap_or(false);
+        let graphs = std::env::var("DSA_CUDA_GRAPHS")
+            .map(|v| v != "0")
+            .unwrap_or(true);
         let desc = format!(
-            "cuda ({name}, sm_{major}{minor}, kernels: {how}{})",
-            if sync_each { ", DSA_CUDA_SYNC=1" } else { "" }
+            "cuda ({name}, sm_{major}{minor}, kernels: {how}{}{})",
+            if sync_each { ", DSA_CUDA_SYNC=1" } else { "" },
+            if graphs { "" } else { ", DSA_CUDA_GRAPHS=0" }
         );
         Ok(Self {
             ctx,
@@ -92,8 +110,19 @@ impl CudaLauncher {
             module,
             funcs: Mutex::new(HashMap::new()),
             sync_each,
+            graphs,
+            capturing: AtomicBool::new(false),
             desc,
         })
+    }
+
+    /// Fails while capturing: `what` cannot be part of a graph (it would invalidate
+    /// the capture with a less helpful error).
+    fn not_capturing(&self, what: &str) -> Result<()> {
+        if self.capturing.load(Ordering::Acquire) {
+            return Err(err(format!("{what} while capturing a graph")));
+        }
+        Ok(())
     }
 
     fn function(&self, k: &Kernel) -> Result<CudaFunction> {
@@ -177,6 +206,7 @@ impl Launcher for CudaLauncher {
         self.desc.clone()
     }
     fn alloc(&self, len: usize) -> Result<CudaSlice<f32>> {
+        self.not_capturing("alloc")?;
         if len == 0 {
             return self
                 .stream
@@ -188,6 +218,7 @@ impl Launcher for CudaLauncher {
             .map_err(|e| err(format!("alloc {len} floats: {e}")))
     }
     fn upload(&self, host: &[f32]) -> Result<CudaSlice<f32>> {
+        self.not_capturing("upload")?;
         if host.is_empty() {
             return self.alloc(0);
         }
@@ -196,6 +227,7 @@ impl Launcher for CudaLauncher {
             .map_err(|e| err(format!("upload {} floats: {e}", host.len())))
     }
     fn download(&self, buf: &CudaSlice<f32>) -> Result<Vec<f32>> {
+        self.not_capturing("download")?;
         if buf.is_empty() {
             return Ok(Vec::new());
         }
@@ -207,6 +239,7 @@ impl Launcher for CudaLauncher {
         buf.len()
     }
     fn upload_u32(&self, host: &[u32]) -> Result<CudaSlice<u32>> {
+        self.not_capturing("upload")?;
         if host.is_empty() {
             return self
                 .stream
@@ -230,16 +263,24 @@ impl Launcher for CudaLauncher {
         buf.device_ptr(&self.stream).0
     }
     fn synchronize(&self) -> Result<()> {
+        self.not_capturing("synchronize")?;
         self.stream
             .synchronize()
             .map_err(|e| err(format!("synchronize: {e}")))
     }
-    unsafe fn launch(
-        &self,
-        kernel: &Kernel,
-        geo: Geometry,
-        args: &mut [*mut c_void],
-    ) -> Result<()> {
+    unsafe fn launch(&self, kernel: &Kernel, geo: Geometry, args: &mut [Arg]) -> Result<()> {
+        let mut ptrs = [std::ptr::null_mut::<c_void>(); MAX_ARGS];
+        if args.len() > MAX_ARGS {
+            return Err(err(format!(
+                "launch {}: {} arguments (at most {MAX_ARGS})",
+                kernel.name,
+                args.len()
+            )));
+        }
+        for (p, a) in ptrs.iter_mut().zip(args.iter()) {
+            *p = a.ptr;
+        }
+        let args = &mut ptrs[..args.len()];
         let f = self.function(kernel)?;
         self.ctx
             .bind_to_thread()
@@ -262,7 +303,7 @@ impl Launcher for CudaLauncher {
                 kernel.name, geo.grid, geo.block
             ))
         })?;
-        if self.sync_each {
+        if self.sync_each && !self.capturing() {
             self.stream.synchronize().map_err(|e| {
                 err(format!(
                     "kernel {} failed (DSA_CUDA_SYNC): {e}",
@@ -272,4 +313,55 @@ impl Launcher for CudaLauncher {
         }
         Ok(())
     }
+
+    type Graph = CudaGraphExec;
+
+    fn graphs_by_default(&self) -> bool {
+        self.graphs
+    }
+    fn begin_capture(&self) -> Result<()> {
+        if self.capturing.swap(true, Ordering::AcqRel) {
+            return Err(err("begin_capture while already capturing"));
+        }
+        // Thread-local mode: this thread may not call unsafe APIs (allocation,
+        // synchronisation) during the capture; the launcher refuses them first anyway.
+        self.stream
+            .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(|e| {
+                self.capturing.store(false, Ordering::Release);
+                err(format!("begin_capture: {e}"))
+            })
+    }
+    fn capturing(&self) -> bool {
+        self.capturing.load(Ordering::Acquire)
+    }
+    fn end_capture(&self) -> Result<CudaGraphExec> {
+        if !self.capturing.swap(false, Ordering::AcqRel) {
+            return Err(err("end_capture without begin_capture"));
+        }
+        match self
+            .stream
+            .end_capture(sys::CUgraphInstantiate_flags_enum(0))
+        {
+            Ok(Some(g)) => Ok(CudaGraphExec(g)),
+            Ok(None) => Err(err("end_capture: nothing was captured")),
+            Err(e) => Err(err(format!("end_capture (capture invalidated?): {e}"))),
+        }
+    }
+    unsafe fn replay(&self, graph: &CudaGraphExec) -> Result<()> {
+        self.not_capturing("replay")?;
+        graph
+            .0
+            .launch()
+            .map_err(|e| err(format!("graph launch: {e}")))?;
+        if self.sync_each {
+            self.stream
+                .synchronize()
+                .map_err(|e| err(format!("graph replay failed (DSA_CUDA_SYNC): {e}")))?;
+        }
+        Ok(())
+    }
 }
+
+/// Most kernel parameters of any kernel in `kernels/` (norm_act_pool_fwd has 12).
+const MAX_ARGS: usize = 16;

@@ -3,7 +3,7 @@
 //! signature it names (device pointers as `u64`, shape structs by value) and says
 //! why the launch is sound. Callers ([`super::Gpu`]) have validated the lengths.
 
-use super::Launcher;
+use super::{Arg, Launcher};
 use crate::backend::launch::{self, Geometry};
 use crate::backend::*;
 use crate::error::Result;
@@ -57,6 +57,8 @@ kernel_table! {
     linear_fwd, linear_bwd_input, linear_bwd_weight,
     // kernels/norm.cu
     norm_fwd, norm_bwd, norm_bwd_params, norm_jvp, norm_dual_bwd,
+    // kernels/fused.cu
+    norm_act_pool_fwd,
     // kernels/batchnorm.cu
     bn_fwd_train, bn_bwd_train, bn_fwd_eval, bn_bwd_eval, bn_bwd_eval_params, bn_eval_jvp,
     bn_eval_dual_bwd,
@@ -69,9 +71,9 @@ kernel_table! {
     aug_crop, aug_cutout,
 }
 
-/// Pointer to an argument value, as `cuLaunchKernel` wants it.
-fn a<T>(v: &T) -> *mut c_void {
-    v as *const T as *mut c_void
+/// An argument value, as `cuLaunchKernel` wants it (pointer to the value; its size).
+fn a<T>(v: &T) -> Arg {
+    Arg::of(v)
 }
 
 /// Device address of element `off` of an f32 buffer.
@@ -303,8 +305,7 @@ pub(crate) fn sgd_step<L: Launcher>(
 
 // ---- reductions (kernels/reduce.cu) ---------------------------------------------------
 
-fn splitk_reduce<L: Launcher>(l: &L, out: u64, part: &L::Buf, len: u32, splits: u32) -> Result<()> {
-    let part = l.ptr(part);
+fn splitk_reduce<L: Launcher>(l: &L, out: u64, part: u64, len: u32, splits: u32) -> Result<()> {
     // SAFETY: splitk_reduce(float* out, const float* part, unsigned len, unsigned splits);
     // out addresses len floats inside a buffer the caller holds mutably, part holds
     // splits*len floats.
@@ -339,13 +340,27 @@ fn bias_bwd<L: Launcher>(
     }
 }
 
+/// Floats of split-K scratch a weight gradient of M x N over `kdim` terms needs
+/// (0: one split, written straight into the gradient).
+fn splitk_scratch(m: u32, n: u32, kdim: u64) -> usize {
+    let (splits, _) = launch::splitk(m, n, kdim);
+    if splits == 1 {
+        0
+    } else {
+        splits as usize * m as usize * n as usize
+    }
+}
+
 /// Runs a split-K weight-gradient kernel (`conv2d_bwd_weight`, `linear_bwd_weight`:
 /// `(float* part, const float* dy, const float* x, Shape s, unsigned kchunk)`) for an
-/// M x N result at `dw` in `grads`, reducing the splits in a fixed order.
+/// M x N result at `dw` in `grads`, reducing the splits in a fixed order. `scratch`
+/// addresses [`splitk_scratch`] floats the caller owns for the duration of both
+/// launches (unused, may be 0, with one split).
 #[allow(clippy::too_many_arguments)]
 fn splitk_weight<L: Launcher, S: Copy>(
     l: &L,
     kernel: &Kernel,
+    scratch: u64,
     grads: &mut L::Buf,
     dw: Seg,
     dy: &L::Buf,
@@ -371,20 +386,25 @@ fn splitk_weight<L: Launcher, S: Copy>(
             )
         };
     }
-    let scratch = l.alloc(splits as usize * m as usize * n as usize)?;
-    let part = l.ptr(&scratch);
-    // SAFETY: as above; part holds splits*M*N floats (freshly allocated).
+    if scratch == 0 {
+        return Err(crate::error::Error::Backend {
+            backend: l.name(),
+            msg: format!("{}: split-K launch without its scratch buffer", kernel.name),
+        });
+    }
+    // SAFETY: as above; scratch holds splits*M*N floats (the caller sized it with
+    // splitk_scratch and keeps it alive over both launches).
     unsafe {
         l.launch(
             kernel,
             geo,
-            &mut [a(&part), a(&dyp), a(&xp), a(&s), a(&chunk)],
+            &mut [a(&scratch), a(&dyp), a(&xp), a(&s), a(&chunk)],
         )?
     };
     splitk_reduce(
         l,
         at(l.ptr_mut(grads), dw.off as usize),
-        &scratch,
+        scratch,
         m * n,
         splits,
     )
@@ -443,8 +463,30 @@ pub(crate) fn conv2d_bwd_input<L: Launcher>(
     }
 }
 
+/// (M, N, k) of the weight-gradient GEMM of a convolution.
+fn conv_weight_gemm(s: &ConvShape) -> (u32, u32, u64) {
+    (
+        s.o,
+        s.c * s.kh * s.kw,
+        s.n as u64 * s.oh as u64 * s.ow as u64,
+    )
+}
+
+/// Scratch floats [`conv2d_bwd_weight`] needs (0: none).
+pub(crate) fn conv2d_bwd_weight_scratch(s: &ConvShape) -> usize {
+    let (m, n, kdim) = conv_weight_gemm(s);
+    splitk_scratch(m, n, kdim)
+}
+
+/// Scratch floats [`linear_bwd_weight`] needs (0: none).
+pub(crate) fn linear_bwd_weight_scratch(s: &LinearShape) -> usize {
+    splitk_scratch(s.k, s.f, s.n as u64)
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_bwd_weight<L: Launcher>(
     l: &L,
+    scratch: u64,
     grads: &mut L::Buf,
     dw: Seg,
     db: Option<Seg>,
@@ -452,9 +494,20 @@ pub(crate) fn conv2d_bwd_weight<L: Launcher>(
     x: &L::Buf,
     s: &ConvShape,
 ) -> Result<()> {
-    let (m, n) = (s.o, s.c * s.kh * s.kw);
-    let kdim = s.n as u64 * s.oh as u64 * s.ow as u64;
-    splitk_weight(l, &k::conv2d_bwd_weight, grads, dw, dy, x, s, m, n, kdim)?;
+    let (m, n, kdim) = conv_weight_gemm(s);
+    splitk_weight(
+        l,
+        &k::conv2d_bwd_weight,
+        scratch,
+        grads,
+        dw,
+        dy,
+        x,
+        s,
+        m,
+        n,
+        kdim,
+    )?;
     if let Some(db) = db {
         let dbp = at(l.ptr_mut(grads), db.off as usize);
         bias_bwd(l, dbp, dy, s.n, s.o, s.oh * s.ow)?;
@@ -514,8 +567,10 @@ pub(crate) fn linear_bwd_input<L: Launcher>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_bwd_weight<L: Launcher>(
     l: &L,
+    scratch: u64,
     grads: &mut L::Buf,
     dw: Seg,
     db: Option<Seg>,
@@ -526,6 +581,7 @@ pub(crate) fn linear_bwd_weight<L: Launcher>(
     splitk_weight(
         l,
         &k::linear_bwd_weight,
+        scratch,
         grads,
         dw,
         dy,
@@ -697,6 +753,77 @@ pub(crate) fn norm_dual_bwd<L: Launcher>(
 // ---- batch norm (kernels/batchnorm.cu) ------------------------------------------------
 // Callers have checked: x-shaped buffers N*C*HW floats, stats and running 2*C, every
 // affine segment C floats inside its buffer.
+
+// ---- fused block tail (kernels/fused.cu) -------------------------------------------
+
+/// `pool` value of `norm_act_pool_fwd` meaning "no pooling stage" (POOL_NONE of
+/// params.cuh; PoolKind's values are 0 and 1).
+const POOL_NONE: u32 = 2;
+
+/// Outputs of [`norm_act_pool_fwd`]: `s` and `stats` with a norm, `p` with pooling.
+pub(crate) struct FusedOut<'a, B> {
+    pub s: Option<(&'a mut B, &'a mut B)>,
+    pub a: &'a mut B,
+    pub p: Option<&'a mut B>,
+}
+
+/// The group-norm family (or none: `norm = None`, then `ns` describes one slab per
+/// plane) -> activation -> pooling, one block per slab. The caller has checked every
+/// length against `ns` and `ps` and that a slab fits `launch::FUSED_MAX_SLAB`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn norm_act_pool_fwd<L: Launcher>(
+    l: &L,
+    out: FusedOut<'_, L::Buf>,
+    z: &L::Buf,
+    params: &L::Buf,
+    norm: Option<(Seg, Seg)>,
+    ns: &NormShape,
+    ps: &PoolShape,
+    act: Act,
+    pool: Option<PoolKind>,
+) -> Result<()> {
+    let (sp, stp) = match out.s {
+        Some((s, st)) => (l.ptr_mut(s), l.ptr_mut(st)),
+        None => (0, 0),
+    };
+    let (ap, zp) = (l.ptr_mut(out.a), l.ptr(z));
+    let pp = out.p.map(|p| l.ptr_mut(p)).unwrap_or(0);
+    let (gp, bp) = match norm {
+        Some((g, b)) => (seg(l, params, g), seg(l, params, b)),
+        None => (0, 0),
+    };
+    let (ns, ps) = (*ns, *ps);
+    let (act, pool) = (act as u32, pool.map(|k| k as u32).unwrap_or(POOL_NONE));
+    let has_norm = norm.is_some() as u32;
+    let m = (ns.c / ns.groups) * ns.hw;
+    let geo = launch::fused(ns.n * ns.groups, m);
+    // SAFETY: norm_act_pool_fwd(float* s_out, float* stats, float* a_out, float* p_out,
+    // const float* z, const float* gamma, const float* beta, NormShape ns, PoolShape ps,
+    // unsigned act, unsigned pool, unsigned norm); z, a (and s) hold N*C*HW floats,
+    // stats 2*N*G, p N*C*(H/2)*(W/2), gamma/beta their segments (checked by the caller);
+    // null pointers only where the flags say the kernel does not touch them; the
+    // dynamic shared memory holds the M-float slab.
+    unsafe {
+        l.launch(
+            &k::norm_act_pool_fwd,
+            geo,
+            &mut [
+                a(&sp),
+                a(&stp),
+                a(&ap),
+                a(&pp),
+                a(&zp),
+                a(&gp),
+                a(&bp),
+                a(&ns),
+                a(&ps),
+                a(&act),
+                a(&pool),
+                a(&has_norm),
+            ],
+        )
+    }
+}
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn bn_fwd_train<L: Launcher>(

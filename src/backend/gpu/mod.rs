@@ -47,34 +47,142 @@ pub trait Launcher: Send + Sync + 'static {
     fn ptr_u32(&self, buf: &Self::Labels) -> u64;
     /// Waits for all queued work.
     fn synchronize(&self) -> Result<()>;
-    /// Launches `kernel`.
+    /// Launches `kernel` (while capturing: records it instead, see
+    /// [`Launcher::begin_capture`]).
     ///
     /// # Safety
-    /// `args[i]` must point to a value of exactly the type of the kernel's i-th
-    /// parameter (device pointers as `u64` from [`Launcher::ptr`]), every pointer
-    /// must address enough elements for the launch, and outputs must not alias
-    /// inputs unless the kernel allows it.
-    unsafe fn launch(
-        &self,
-        kernel: &Kernel,
-        geo: launch::Geometry,
-        args: &mut [*mut c_void],
-    ) -> Result<()>;
+    /// `args[i]` must point to a value of exactly the type (and `size`) of the
+    /// kernel's i-th parameter (device pointers as `u64` from [`Launcher::ptr`]),
+    /// every pointer must address enough elements for the launch, and outputs must
+    /// not alias inputs unless the kernel allows it.
+    unsafe fn launch(&self, kernel: &Kernel, geo: launch::Geometry, args: &mut [Arg])
+        -> Result<()>;
+
+    // ---- graphs: capture a launch sequence once, replay it many times ------------
+    /// A captured launch sequence (a CUDA graph; the emulator's recording).
+    type Graph: Send;
+    /// Whether the engine should capture and replay by default (`cuda`: yes unless
+    /// `DSA_CUDA_GRAPHS=0`; `emu`: no, tests turn it on).
+    fn graphs_by_default(&self) -> bool;
+    /// Starts capturing: from now until [`Launcher::end_capture`], launches are
+    /// recorded, not run, and `alloc`, `upload*`, `download`, `synchronize` fail
+    /// (CUDA cannot capture them). One capture at a time; no other thread may use
+    /// the launcher meanwhile.
+    fn begin_capture(&self) -> Result<()>;
+    /// True between `begin_capture` and `end_capture`.
+    fn capturing(&self) -> bool;
+    /// Ends the capture and returns the recorded sequence (ready to replay).
+    fn end_capture(&self) -> Result<Self::Graph>;
+    /// Runs a captured sequence again, with the device pointers and scalar arguments
+    /// it was captured with.
+    ///
+    /// # Safety
+    /// Every buffer the captured launches address must still be alive, at the same
+    /// address, with at least the length it had at capture time.
+    unsafe fn replay(&self, graph: &Self::Graph) -> Result<()>;
+}
+
+/// One kernel argument as `cuLaunchKernel` takes it (a pointer to the value), with
+/// the value's size so a launcher can copy it (the emulator's recording does).
+#[derive(Clone, Copy, Debug)]
+pub struct Arg {
+    /// Address of the argument value.
+    pub ptr: *mut c_void,
+    /// Size of the value in bytes.
+    pub size: usize,
+}
+
+impl Arg {
+    /// The argument `v` (the launch reads it before returning).
+    pub fn of<T>(v: &T) -> Self {
+        Self {
+            ptr: v as *const T as *mut c_void,
+            size: std::mem::size_of::<T>(),
+        }
+    }
 }
 
 /// The device backend over launcher `L` (E = f32).
 pub struct Gpu<L: Launcher> {
     l: L,
+    cap: std::sync::Mutex<CaptureScratch<L::Buf>>,
+}
+
+/// Split-K scratch for captured launches. Outside a capture every weight gradient
+/// allocates its scratch (stream-ordered on CUDA); a capture cannot allocate, so
+/// `begin_capture` reserves `need` floats (the most a failed capture asked for) and
+/// the graph that used it keeps it ([`GpuGraph`]): a replay never sees a freed or
+/// reused scratch.
+struct CaptureScratch<B> {
+    buf: Option<B>,
+    need: usize,
+    used: bool,
+    /// A launch of this capture found the reserved scratch too small (and was left
+    /// out): `end_capture` fails and the next capture reserves `need`.
+    short: bool,
+}
+
+/// A captured launch sequence of [`Gpu`]: the launcher's graph and the scratch
+/// buffer its split-K launches address (owned here, so it lives as long as the graph).
+pub struct GpuGraph<L: Launcher> {
+    graph: L::Graph,
+    _scratch: Option<L::Buf>,
 }
 
 impl<L: Launcher> Gpu<L> {
     /// A backend over an initialised launcher.
     pub fn from_launcher(l: L) -> Self {
-        Self { l }
+        Self {
+            l,
+            cap: std::sync::Mutex::new(CaptureScratch {
+                buf: None,
+                need: 0,
+                used: false,
+                short: false,
+            }),
+        }
     }
     /// The launcher (for benchmarks and diagnostics).
     pub fn launcher(&self) -> &L {
         &self.l
+    }
+
+    fn cap_state(&self) -> Result<std::sync::MutexGuard<'_, CaptureScratch<L::Buf>>> {
+        self.cap.lock().map_err(|_| Error::Backend {
+            backend: self.l.name(),
+            msg: "capture state poisoned".into(),
+        })
+    }
+
+    /// Runs `f` with the address of `need` floats of split-K scratch (0 when `need`
+    /// is 0). Outside a capture the scratch is allocated for this call; while
+    /// capturing it is the reserved buffer. When that is too small, `f` is skipped and
+    /// the capture marked short: it goes on (so the largest need of the whole region
+    /// is known), `end_capture` fails, and the next capture reserves enough.
+    fn with_scratch(&self, need: usize, f: impl FnOnce(u64) -> Result<()>) -> Result<()> {
+        if need == 0 {
+            return f(0);
+        }
+        if !self.l.capturing() {
+            let buf = self.l.alloc(need)?;
+            return f(self.l.ptr(&buf));
+        }
+        let ptr = {
+            let mut cap = self.cap_state()?;
+            match &cap.buf {
+                Some(b) if self.l.len(b) >= need => {
+                    let p = self.l.ptr(b);
+                    cap.used = true;
+                    p
+                }
+                _ => {
+                    cap.need = cap.need.max(need);
+                    cap.short = true;
+                    return Ok(());
+                }
+            }
+        };
+        f(ptr)
     }
 }
 
@@ -112,9 +220,55 @@ impl<L: Launcher> Backend for Gpu<L> {
     type E = f32;
     type Buf = L::Buf;
     type Labels = L::Labels;
+    type Graph = GpuGraph<L>;
 
     fn name(&self) -> String {
         self.l.name()
+    }
+    fn buf_addr(&self, buf: &L::Buf) -> u64 {
+        self.l.ptr(buf)
+    }
+
+    // ---- graphs ------------------------------------------------------------------
+    fn graphs_supported(&self) -> bool {
+        true
+    }
+    fn graphs_by_default(&self) -> bool {
+        self.l.graphs_by_default()
+    }
+    fn begin_capture(&self) -> Result<()> {
+        let mut cap = self.cap_state()?;
+        cap.buf = match cap.need {
+            0 => None,
+            n => Some(self.l.alloc(n)?),
+        };
+        cap.used = false;
+        cap.short = false;
+        self.l.begin_capture()
+    }
+    fn end_capture(&self) -> Result<GpuGraph<L>> {
+        let graph = self.l.end_capture();
+        let mut cap = self.cap_state()?;
+        let scratch = cap.buf.take().filter(|_| cap.used);
+        if cap.short {
+            return Err(Error::Backend {
+                backend: self.l.name(),
+                msg: format!(
+                    "graph capture needed {} floats of split-K scratch (reserved from the \
+                     next capture on)",
+                    cap.need
+                ),
+            });
+        }
+        Ok(GpuGraph {
+            graph: graph?,
+            _scratch: scratch,
+        })
+    }
+    unsafe fn replay(&self, graph: &GpuGraph<L>) -> Result<()> {
+        // SAFETY: the caller keeps every buffer the capture addressed alive; the
+        // split-K scratch is owned by the graph.
+        unsafe { self.l.replay(&graph.graph) }
     }
 
     // ---- memory ----------------------------------------------------------------
@@ -253,7 +407,9 @@ impl<L: Launcher> Backend for Gpu<L> {
             check_seg_len(op, "db", db, self.l.len(grads), s.o as usize)?;
         }
         check_u32(op, s.x_len().max(s.y_len()))?;
-        kernels::conv2d_bwd_weight(&self.l, grads, dw, db, dy, x, s)
+        self.with_scratch(kernels::conv2d_bwd_weight_scratch(s), |scratch| {
+            kernels::conv2d_bwd_weight(&self.l, scratch, grads, dw, db, dy, x, s)
+        })
     }
 
     // ---- fully connected -------------------------------------------------------
@@ -310,7 +466,9 @@ impl<L: Launcher> Backend for Gpu<L> {
         if let Some(db) = db {
             check_seg_len(op, "db", db, self.l.len(grads), k)?;
         }
-        kernels::linear_bwd_weight(&self.l, grads, dw, db, dy, x, s)
+        self.with_scratch(kernels::linear_bwd_weight_scratch(s), |scratch| {
+            kernels::linear_bwd_weight(&self.l, scratch, grads, dw, db, dy, x, s)
+        })
     }
 
     // ---- activations -----------------------------------------------------------
@@ -405,6 +563,87 @@ impl<L: Launcher> Backend for Gpu<L> {
             return Ok(());
         }
         kernels::pool_jvp(&self.l, ydot, x, xdot, s, kind)
+    }
+
+    // ---- fused block tail (kernels/fused.cu) -------------------------------------------
+    fn norm_act_pool_fwd(
+        &self,
+        norm_out: Option<(&mut L::Buf, &mut L::Buf)>,
+        a: &mut L::Buf,
+        p: Option<&mut L::Buf>,
+        z: &L::Buf,
+        params: &L::Buf,
+        norm: Option<(Seg, Seg, &NormShape)>,
+        act: Act,
+        pool: Option<(&PoolShape, PoolKind)>,
+    ) -> Result<()> {
+        let op = "norm_act_pool_fwd";
+        // The slabs: norm groups, or (no norm) the pooled planes. Without either it is
+        // one act_fwd, already a single pass.
+        let ns = match (&norm, &pool) {
+            (Some((_, _, ns)), _) => **ns,
+            (None, Some((ps, _))) => NormShape {
+                n: ps.planes,
+                c: 1,
+                hw: ps.h.saturating_mul(ps.w),
+                groups: 1,
+                affine: 0,
+                eps: 0.0,
+            },
+            (None, None) => {
+                return norm_act_pool_composed(self, norm_out, a, p, z, params, norm, act, pool)
+            }
+        };
+        let paired = norm_out.is_some() == norm.is_some() && p.is_some() == pool.is_some();
+        let slab = (ns.c / ns.groups.max(1)) as u64 * ns.hw as u64;
+        if !paired || ns.n == 0 || slab == 0 || slab > launch::FUSED_MAX_SLAB as u64 {
+            return norm_act_pool_composed(self, norm_out, a, p, z, params, norm, act, pool);
+        }
+        let len = if norm.is_some() {
+            check_group_norm(op, &ns)?
+        } else {
+            check_u32(op, ns.len())?;
+            0
+        };
+        check_len(op, "z", self.l.len(z), ns.len())?;
+        check_len(op, "a", self.l.len(a), ns.len())?;
+        if let (Some((s, st)), Some((gamma, beta, _))) = (&norm_out, &norm) {
+            check_len(op, "s", self.l.len(s), ns.len())?;
+            check_len(op, "stats", self.l.len(st), 2 * ns.stats_len())?;
+            check_seg_len(op, "gamma", *gamma, self.l.len(params), len)?;
+            check_seg_len(op, "beta", *beta, self.l.len(params), len)?;
+        }
+        let ps = match (&pool, &p) {
+            (Some((ps, _)), Some(pb)) => {
+                if ps.planes as u64 != ns.n as u64 * ns.c as u64
+                    || ps.h as u64 * ps.w as u64 != ns.hw as u64
+                {
+                    return Err(Error::Shape(format!(
+                        "{op}: pool shape {ps:?} does not match the norm shape {ns:?}"
+                    )));
+                }
+                check_len(op, "p", self.l.len(pb), pool_lens(ps).1)?;
+                **ps
+            }
+            _ => PoolShape {
+                planes: ns.n * ns.c,
+                h: ns.hw,
+                w: 1,
+            },
+        };
+        let out = kernels::FusedOut { s: norm_out, a, p };
+        let segs = norm.map(|(g, b, _)| (g, b));
+        kernels::norm_act_pool_fwd(
+            &self.l,
+            out,
+            z,
+            params,
+            segs,
+            &ns,
+            &ps,
+            act,
+            pool.map(|(_, k)| k),
+        )
     }
 
     // ---- norms (kernels/norm.cu, kernels/batchnorm.cu) -----------------------------
