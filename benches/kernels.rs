@@ -14,16 +14,16 @@
 //! Run: `cargo bench --bench kernels` (`-- --quick` for a short criterion pass).
 
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
-use dsa_condense::backend::cpu::gemm::{gemm_par, Mat};
 use dsa_condense::backend::cpu::Cpu;
 use dsa_condense::backend::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::hint::black_box;
-use std::time::Instant;
+
+mod common;
+use common::{best_time, cpu_time, sgemm_peak, PEAK_DIM};
 
 const N: usize = 256;
-const PEAK_DIM: usize = 2048;
 
 /// The three conv layers of ConvNet-128-3 on 1x28x28 input.
 fn layers(n: usize) -> Vec<(&'static str, ConvShape)> {
@@ -138,76 +138,6 @@ fn validate() {
         }
     }
     println!("validated: f32 conv passes agree with f64 on every layer");
-}
-
-/// Best-of-`reps` seconds of `f`, after one warm-up call.
-fn best_time(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
-
-/// CPU seconds (user + system) this process has used so far, from
-/// `/proc/self/stat` (Linux; 0 elsewhere). Used to report throughput per CPU
-/// second, which stays meaningful when other processes share the cores.
-fn proc_cpu_secs() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // Fields 14 and 15 of the stat line (utime, stime), clock ticks of 1/100 s.
-    (tick(11) + tick(12)) / 100.0
-}
-
-/// Average CPU seconds of `f` over `reps` calls (after one warm-up call).
-fn cpu_time(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let t0 = proc_cpu_secs();
-    for _ in 0..reps {
-        f();
-    }
-    (proc_cpu_secs() - t0) / reps as f64
-}
-
-/// GFLOP/s of a `PEAK_DIM`^3 f32 GEMM through the backend's parallel GEMM.
-/// Returns (GFLOP/s wall, GFLOP per CPU second).
-fn sgemm_peak(threads: usize) -> (f64, f64) {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
-    let d = PEAK_DIM;
-    let mut r = ChaCha8Rng::seed_from_u64(1);
-    let a: Vec<f32> = (0..d * d).map(|_| r.random::<f32>()).collect();
-    let b: Vec<f32> = (0..d * d).map(|_| r.random::<f32>()).collect();
-    let mut c = vec![0.0f32; d * d];
-    let mut f = || {
-        gemm_par(
-            &pool,
-            d,
-            d,
-            d,
-            &mut c,
-            d,
-            Mat::rm(&a, d),
-            Mat::rm(&b, d),
-            false,
-        )
-        .unwrap();
-    };
-    let t = best_time(3, &mut f);
-    let cpu = cpu_time(3, &mut f);
-    let flop = 2.0 * (d * d * d) as f64;
-    (flop / t / 1e9, flop / cpu / 1e9)
 }
 
 fn summary() {

@@ -14,6 +14,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::{Duration, Instant};
 
+mod common;
+
 const K: usize = 10;
 const N_REAL: usize = 256;
 const IPC: usize = 1;
@@ -35,7 +37,7 @@ fn aug(n: usize, deg: f32) -> Vec<AugOp> {
 }
 
 /// Runs `f` `iters` times after one warm-up; prints mean time and GFLOP/s.
-fn timed(name: &str, flop: f64, iters: usize, mut f: impl FnMut()) -> Duration {
+fn timed(name: &str, flop: f64, peak: f64, iters: usize, mut f: impl FnMut()) -> Duration {
     f();
     let t0 = Instant::now();
     for _ in 0..iters {
@@ -43,10 +45,11 @@ fn timed(name: &str, flop: f64, iters: usize, mut f: impl FnMut()) -> Duration {
     }
     let dt = t0.elapsed() / iters as u32;
     println!(
-        "{name}: {:.3} s, {:.1} GFLOP in {:.1} GFLOP/s",
+        "{name}: {:.3} s, {:.1} GFLOP in {:.1} GFLOP/s ({:.0} % of the sgemm peak)",
         dt.as_secs_f64(),
         flop * 1e-9,
-        flop / dt.as_secs_f64() * 1e-9
+        flop / dt.as_secs_f64() * 1e-9,
+        100.0 * flop / dt.as_secs_f64() * 1e-9 / peak
     );
     dt
 }
@@ -61,6 +64,11 @@ fn bench(c: &mut Criterion) {
     let cfg = ConvNetConfig::default_for(1, 28, 28, K);
     let mut net = Network::new(&be, cfg, &mut rng).expect("network");
     println!("backend {}", be.name());
+    let (peak, _) = common::sgemm_peak(be.threads());
+    println!(
+        "sgemm peak ({0}^3 through the same GEMM crate): {peak:.1} GFLOP/s",
+        common::PEAK_DIM
+    );
 
     // forward + weight-gradient backward, 256 images
     let mut ws = net
@@ -77,7 +85,7 @@ fn bench(c: &mut Criterion) {
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(20));
-    timed("fwd+bwd 256x1x28x28", fb_flop, 2, || {
+    timed("fwd+bwd 256x1x28x28", fb_flop, peak, 2, || {
         net.loss_and_grads(&mut ws, &x, &lab, Mode::Train, &mut g)
             .expect("step");
     });
@@ -95,7 +103,7 @@ fn bench(c: &mut Criterion) {
     let syn0 = be.upload(&rnd(&mut rng, IPC * IMG)).expect("upload");
     let augs: Vec<_> = (0..K).map(|c| aug(IPC, c as f32)).collect();
     let class_flop = matching_flops(&cfg, N_REAL, IPC).expect("flops");
-    timed("matching step, 1 class", class_flop, 2, || {
+    timed("matching step, 1 class", class_flop, peak, 2, || {
         net.matching_grad(&mut mw, &x, &syn0, 3, &augs[3], Metric::Ours)
             .expect("match");
     });
@@ -117,10 +125,16 @@ fn bench(c: &mut Criterion) {
             aug: &augs[c],
         })
         .collect();
-    let dt = timed("outer step, 10 classes", K as f64 * class_flop, 1, || {
-        net.outer_grad(&mut mw, &syn_all, &classes, Metric::Ours, &mut dsyn, None)
-            .expect("outer");
-    });
+    let dt = timed(
+        "outer step, 10 classes",
+        K as f64 * class_flop,
+        peak,
+        1,
+        || {
+            net.outer_grad(&mut mw, &syn_all, &classes, Metric::Ours, &mut dsyn, None)
+                .expect("outer");
+        },
+    );
     println!(
         "outer step target 5.5 s: measured {:.2} s",
         dt.as_secs_f64()
