@@ -7,14 +7,15 @@
 //! graphs), otherwise that test prints "skipped: <why>" and passes.
 
 use dsa_condense::augment::{sample_siamese, AugMode, DsaParams, Strategy};
-use dsa_condense::backend::cuda::Cuda;
 use dsa_condense::backend::emu::Emu;
 use dsa_condense::backend::{Act, Backend, Metric};
 use dsa_condense::engine::{ClassInput, GraphStats, MatchWorkspace, Network, WorkspaceOpts};
 use dsa_condense::model::{ConvNetConfig, Norm, Pool};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::sync::OnceLock;
+
+mod parity_common;
+use parity_common::{cuda, five_architectures, rand_vec, small_convnet};
 
 const CLASSES: usize = 3;
 const N_REAL: usize = 4;
@@ -22,18 +23,6 @@ const IPC: usize = 2;
 /// 16x16 images: the first conv's weight gradient over IPC*16*16 = 512 terms takes
 /// two split-K slices, so a capture needs scratch (the retry path is exercised).
 const SIDE: usize = 16;
-
-fn cuda() -> Option<&'static Cuda> {
-    static CUDA: OnceLock<Result<Cuda, String>> = OnceLock::new();
-    match CUDA.get_or_init(|| Cuda::new(0).map_err(|e| e.to_string())) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "skipped: cuda backend unavailable: {e}");
-            None
-        }
-    }
-}
 
 macro_rules! on_backends {
     ($name:ident, $body:ident) => {
@@ -51,20 +40,6 @@ macro_rules! on_backends {
             }
         }
     };
-}
-
-fn cfg(norm: Norm, act: Act, pool: Pool) -> ConvNetConfig {
-    let mut c = ConvNetConfig::default_for(1, SIDE, SIDE, CLASSES);
-    c.width = 8;
-    c.depth = 2;
-    c.norm = norm;
-    c.act = act;
-    c.pool = pool;
-    c
-}
-
-fn random(n: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
-    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
 }
 
 /// Everything one outer step produced: the summed distance and dD/dS of all classes.
@@ -91,10 +66,15 @@ fn two_iterations<B: Backend<E = f32>>(
     let mut out = Vec::new();
     for _ in 0..2 {
         net.reinit(&mut rng).unwrap();
-        let syn_all = be.upload(&random(CLASSES * IPC * img, &mut rng)).unwrap();
+        let syn_all = be
+            .upload(&rand_vec(&mut rng, CLASSES * IPC * img, -1.0, 1.0))
+            .unwrap();
         let mut dsyn_all = be.alloc(CLASSES * IPC * img).unwrap();
         let reals: Vec<B::Buf> = (0..CLASSES)
-            .map(|_| be.upload(&random(N_REAL * img, &mut rng)).unwrap())
+            .map(|_| {
+                be.upload(&rand_vec(&mut rng, N_REAL * img, -1.0, 1.0))
+                    .unwrap()
+            })
             .collect();
         let augs: Vec<_> = (0..CLASSES)
             .map(|_| {
@@ -122,13 +102,7 @@ fn two_iterations<B: Backend<E = f32>>(
 }
 
 fn body_replay_equals_direct<B: Backend<E = f32>>(be: &B) {
-    let cases = [
-        cfg(Norm::Instance, Act::Relu, Pool::Avg),
-        cfg(Norm::Group, Act::Swish, Pool::Max),
-        cfg(Norm::Layer, Act::Sigmoid, Pool::None),
-        cfg(Norm::Batch, Act::LeakyRelu, Pool::Avg),
-        cfg(Norm::None, Act::Relu, Pool::Max),
-    ];
+    let cases = five_architectures(SIDE, CLASSES);
     let mut failed = 0;
     for c in cases {
         let what = format!("{:?}/{:?}/{:?} on {}", c.norm, c.act, c.pool, be.name());
@@ -189,14 +163,18 @@ fn grad<B: Backend<E = f32>>(
 }
 
 fn body_realloc_recaptures<B: Backend<E = f32>>(be: &B) {
-    let c = cfg(Norm::Instance, Act::Swish, Pool::Avg);
+    let c = small_convnet(SIDE, CLASSES, Norm::Instance, Act::Swish, Pool::Avg);
     let img = SIDE * SIDE;
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let mut net = Network::new(be, c, &mut rng).unwrap();
     let mut mw = net.match_workspace(N_REAL, IPC).unwrap();
     mw.graphs_mut().set_on(true);
-    let real = be.upload(&random(N_REAL * img, &mut rng)).unwrap();
-    let syn = be.upload(&random(IPC * img, &mut rng)).unwrap();
+    let real = be
+        .upload(&rand_vec(&mut rng, N_REAL * img, -1.0, 1.0))
+        .unwrap();
+    let syn = be
+        .upload(&rand_vec(&mut rng, IPC * img, -1.0, 1.0))
+        .unwrap();
     let strategy: Strategy = "color_crop_flip".parse().unwrap();
     let aug = sample_siamese(&strategy, &DsaParams::default(), AugMode::M, SIDE, &mut rng)
         .unwrap()
@@ -272,15 +250,15 @@ fn cpu_has_no_graphs() {
     assert!(!cpu.graphs_supported());
     assert!(cpu.begin_capture().is_err());
     // Turned on anyway, the matching step runs directly.
-    let c = cfg(Norm::Instance, Act::Relu, Pool::Avg);
+    let c = small_convnet(SIDE, CLASSES, Norm::Instance, Act::Relu, Pool::Avg);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut net = Network::new(&cpu, c, &mut rng).unwrap();
     let mut mw = net.match_workspace(N_REAL, IPC).unwrap();
     assert!(!mw.graphs().on());
     mw.graphs_mut().set_on(true);
     let img = SIDE * SIDE;
-    let real = random(N_REAL * img, &mut rng);
-    let syn = random(IPC * img, &mut rng);
+    let real = rand_vec(&mut rng, N_REAL * img, -1.0, 1.0);
+    let syn = rand_vec(&mut rng, IPC * img, -1.0, 1.0);
     net.matching_grad(&mut mw, &real, &syn, 0, &[], Metric::Ours)
         .unwrap();
     let st = mw.graphs().stats();

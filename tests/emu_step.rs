@@ -10,25 +10,14 @@
 use dsa_condense::augment::{sample_siamese, AugMode, DsaParams, Strategy};
 use dsa_condense::backend::cpu::Cpu;
 use dsa_condense::backend::emu::Emu;
-use dsa_condense::backend::{Act, Backend, ImgShape, Metric, SgdParams};
+use dsa_condense::backend::{Backend, ImgShape, Metric, SgdParams};
 use dsa_condense::engine::{Network, WorkspaceOpts};
-use dsa_condense::model::{ConvNetConfig, Norm, Pool};
-use rand::{Rng, SeedableRng};
+use dsa_condense::model::ConvNetConfig;
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-fn cfg(norm: Norm, act: Act, pool: Pool) -> ConvNetConfig {
-    let mut c = ConvNetConfig::default_for(1, 10, 10, 3);
-    c.width = 8;
-    c.depth = 2;
-    c.norm = norm;
-    c.act = act;
-    c.pool = pool;
-    c
-}
-
-fn random(n: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
-    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
-}
+mod parity_common;
+use parity_common::{cuda, five_architectures, rand_vec};
 
 fn close(what: &str, got: &[f32], want: &[f32], rtol: f32) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
@@ -48,8 +37,12 @@ fn step<B: Backend<E = f32>>(be: &B, c: ConvNetConfig, seed: u64) -> (f64, Vec<f
     let mut net = Network::new(be, c, &mut rng).unwrap();
     let img = c.image_h * c.image_w;
     let (n_real, ipc) = (5, 2);
-    let real = be.upload(&random(n_real * img, &mut rng)).unwrap();
-    let syn = be.upload(&random(ipc * img, &mut rng)).unwrap();
+    let real = be
+        .upload(&rand_vec(&mut rng, n_real * img, -1.0, 1.0))
+        .unwrap();
+    let syn = be
+        .upload(&rand_vec(&mut rng, ipc * img, -1.0, 1.0))
+        .unwrap();
     let strategy: Strategy = "color_crop_cutout_flip_scale_rotate".parse().unwrap();
     let mut mw = net.match_workspace(n_real, ipc).unwrap();
     // Two groups in sequence (mode M) so several augmentation kernels take part.
@@ -89,13 +82,7 @@ fn step<B: Backend<E = f32>>(be: &B, c: ConvNetConfig, seed: u64) -> (f64, Vec<f
 
 fn compare<B: Backend<E = f32>>(be: &B) {
     let cpu = Cpu::<f32>::new(1).unwrap();
-    let cases = [
-        cfg(Norm::Instance, Act::Relu, Pool::Avg),
-        cfg(Norm::Group, Act::Swish, Pool::Max),
-        cfg(Norm::Layer, Act::Sigmoid, Pool::None),
-        cfg(Norm::Batch, Act::LeakyRelu, Pool::Avg),
-        cfg(Norm::None, Act::Relu, Pool::Max),
-    ];
+    let cases = five_architectures(10, 3);
     for (k, c) in cases.into_iter().enumerate() {
         let seed = 100 + k as u64;
         let (d_ref, dsyn_ref, p_ref) = step(&cpu, c, seed);
@@ -126,8 +113,8 @@ fn matching_step_and_train_step_emu_matches_cpu() {
 
 #[test]
 fn matching_step_and_train_step_cuda_matches_cpu() {
-    match dsa_condense::backend::cuda::Cuda::new(0) {
-        Ok(be) => compare(&be),
-        Err(e) => println!("skipped: no usable GPU ({e})"),
+    // Without a GPU, `cuda()` prints a visible "skipped" line.
+    if let Some(be) = cuda() {
+        compare(be);
     }
 }

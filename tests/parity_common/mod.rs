@@ -1,9 +1,12 @@
-//! Helpers shared by the kernel parity tests (emu_parity, emu_parity_math): the
-//! backends under test, random inputs, NaN poisoning and the relative-error check.
+//! Helpers shared by the kernel parity tests (emu_parity, emu_parity_math, emu_step,
+//! emu_graph): the backends under test, random inputs, NaN poisoning, the
+//! relative-error check, and the small ConvNets the whole-step tests run.
 #![allow(dead_code)]
 
 use dsa_condense::backend::cpu::Cpu;
 use dsa_condense::backend::cuda::Cuda;
+use dsa_condense::backend::Act;
+use dsa_condense::model::{ConvNetConfig, Norm, Pool};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::OnceLock;
@@ -75,4 +78,34 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32]) {
          {max_rel:.3e}, first mismatch {:?})",
         first_bad.map(|i| (i, got[i], want[i]))
     );
+}
+
+/// A depth-2, width-8 ConvNet on 1 x side x side images.
+pub fn small_convnet(
+    side: usize,
+    classes: usize,
+    norm: Norm,
+    act: Act,
+    pool: Pool,
+) -> ConvNetConfig {
+    let mut c = ConvNetConfig::default_for(1, side, side, classes);
+    c.width = 8;
+    c.depth = 2;
+    c.norm = norm;
+    c.act = act;
+    c.pool = pool;
+    c
+}
+
+/// Five small ConvNets that together cover every normalisation, activation and
+/// pooling once.
+pub fn five_architectures(side: usize, classes: usize) -> [ConvNetConfig; 5] {
+    let c = |n, a, p| small_convnet(side, classes, n, a, p);
+    [
+        c(Norm::Instance, Act::Relu, Pool::Avg),
+        c(Norm::Group, Act::Swish, Pool::Max),
+        c(Norm::Layer, Act::Sigmoid, Pool::None),
+        c(Norm::Batch, Act::LeakyRelu, Pool::Avg),
+        c(Norm::None, Act::Relu, Pool::Max),
+    ]
 }
