@@ -86,6 +86,25 @@ fn body_copy_range<B: Backend<E = f32>>(b: &B) {
 }
 parity!(copy_range, body_copy_range);
 
+fn body_write<B: Backend<E = f32>>(b: &B) {
+    for (i, n) in [1usize, 1027, 4096].into_iter().enumerate() {
+        let mut r = rng(40 + i as u64);
+        let host = rand_vec(&mut r, n, -1.0, 1.0);
+        let mut d = b.upload(&nan_vec(n)).unwrap();
+        b.write(&mut d, &host).unwrap();
+        assert_close(&format!("write n={n}"), &b.download(&d).unwrap(), &host);
+        // a length mismatch is an error, and the buffer is left as it was
+        let err = b.write(&mut d, &host[..n - 1]).unwrap_err().to_string();
+        assert!(err.contains("write"), "{err}");
+        assert_close(
+            &format!("write n={n} kept"),
+            &b.download(&d).unwrap(),
+            &host,
+        );
+    }
+}
+parity!(write, body_write);
+
 fn body_axpy<B: Backend<E = f32>>(b: &B) {
     for (i, n) in [7usize, 1024, 5003].into_iter().enumerate() {
         let mut r = rng(30 + i as u64);

@@ -181,6 +181,9 @@ pub trait Backend: Send + Sync {
     fn download(&self, buf: &Self::Buf) -> Result<Vec<Self::E>>;
     /// Number of elements of a buffer.
     fn buf_len(&self, buf: &Self::Buf) -> usize;
+    /// `dst = host` into an existing buffer of the same length (no allocation:
+    /// per-step host-built batches reuse one buffer).
+    fn write(&self, dst: &mut Self::Buf, host: &[Self::E]) -> Result<()>;
     /// Labels on the device.
     fn upload_labels(&self, labels: &[u32]) -> Result<Self::Labels>;
     /// `dst[dst_off..dst_off+len] = src[src_off..src_off+len]`.

@@ -158,6 +158,7 @@ pub fn train_and_test<B: Backend, R: Rng + ?Sized>(
     }
     let chw = (cfg.in_channels, cfg.image_h, cfg.image_w);
     let mut host_batch: Vec<f32> = Vec::new();
+    let mut host_elems: Vec<B::E> = Vec::new();
     let mut net = Network::new(be, cfg, rng)?;
     let mut ws = Workspaces::new();
     let all = to_backend(be, train.images)?;
@@ -177,7 +178,8 @@ pub fn train_and_test<B: Backend, R: Rng + ?Sized>(
                 }
             };
             match dc_aug {
-                // The legacy augmentation runs on the host: build, augment, upload.
+                // The legacy augmentation runs on the host: build, augment, write
+                // into the minibatch buffer of this size.
                 Some(strategy) => {
                     host_batch.clear();
                     for &i in chunk {
@@ -192,7 +194,9 @@ pub fn train_and_test<B: Backend, R: Rng + ?Sized>(
                         &opts.dc_params,
                         rng,
                     )?;
-                    *xb = to_backend(be, &host_batch)?;
+                    host_elems.clear();
+                    host_elems.extend(host_batch.iter().map(|&x| B::E::from_f32(x)));
+                    be.write(xb, &host_elems)?;
                 }
                 None => be.gather_rows(xb, &all, chunk, img)?,
             }

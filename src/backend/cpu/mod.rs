@@ -124,6 +124,17 @@ impl<T: Scalar> Backend for Cpu<T> {
     fn buf_len(&self, buf: &Vec<T>) -> usize {
         buf.len()
     }
+    fn write(&self, dst: &mut Vec<T>, host: &[T]) -> Result<()> {
+        if dst.len() != host.len() {
+            return Err(Error::Shape(format!(
+                "write: {} host values into a buffer of {}",
+                host.len(),
+                dst.len()
+            )));
+        }
+        dst.copy_from_slice(host);
+        Ok(())
+    }
     fn upload_labels(&self, labels: &[u32]) -> Result<Vec<u32>> {
         Ok(labels.to_vec())
     }

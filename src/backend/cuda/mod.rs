@@ -226,6 +226,12 @@ impl Launcher for CudaLauncher {
             .clone_htod(host)
             .map_err(|e| err(format!("upload {} floats: {e}", host.len())))
     }
+    fn upload_into(&self, dst: &mut CudaSlice<f32>, host: &[f32]) -> Result<()> {
+        self.not_capturing("upload")?;
+        self.stream
+            .memcpy_htod(host, dst)
+            .map_err(|e| err(format!("upload {} floats into a buffer: {e}", host.len())))
+    }
     fn download(&self, buf: &CudaSlice<f32>) -> Result<Vec<f32>> {
         self.not_capturing("download")?;
         if buf.is_empty() {

@@ -150,6 +150,11 @@ impl Launcher for EmuLauncher {
         self.not_capturing("upload")?;
         Ok(host.to_vec())
     }
+    fn upload_into(&self, dst: &mut Vec<f32>, host: &[f32]) -> Result<()> {
+        self.not_capturing("upload")?;
+        dst.copy_from_slice(host);
+        Ok(())
+    }
     fn download(&self, buf: &Vec<f32>) -> Result<Vec<f32>> {
         self.not_capturing("download")?;
         Ok(buf.clone())

@@ -35,6 +35,8 @@ pub trait Launcher: Send + Sync + 'static {
     fn download(&self, buf: &Self::Buf) -> Result<Vec<f32>>;
     /// Elements of a buffer.
     fn len(&self, buf: &Self::Buf) -> usize;
+    /// `dst = host` (same lengths, checked by the caller), no allocation.
+    fn upload_into(&self, dst: &mut Self::Buf, host: &[f32]) -> Result<()>;
     /// u32 buffer holding `host`.
     fn upload_u32(&self, host: &[u32]) -> Result<Self::Labels>;
     /// Elements of a u32 buffer.
@@ -277,6 +279,19 @@ impl<L: Launcher> Backend for Gpu<L> {
     }
     fn upload(&self, host: &[f32]) -> Result<L::Buf> {
         self.l.upload(host)
+    }
+    fn write(&self, dst: &mut L::Buf, host: &[f32]) -> Result<()> {
+        let len = self.l.len(dst);
+        if len != host.len() {
+            return Err(Error::Shape(format!(
+                "write: {} host values into a buffer of {len}",
+                host.len()
+            )));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        self.l.upload_into(dst, host)
     }
     fn download(&self, buf: &L::Buf) -> Result<Vec<f32>> {
         self.l.download(buf)
