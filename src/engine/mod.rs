@@ -209,9 +209,12 @@ impl<'b, B: Backend> Network<'b, B> {
 
     /// Re-draws the parameters (a fresh random network, as every DC/DSA iteration
     /// does), resets the BatchNorm running state and the SGD momentum.
+    ///
+    /// Every buffer keeps its allocation (and address), so captured launch
+    /// sequences stay valid across iterations.
     pub fn reinit<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Result<()> {
         self.set_params(&self.layout.init_params::<B::E, R>(rng))?;
-        self.running = self.init_running_bufs()?;
+        self.set_running(&self.layout.init_running::<B::E>())?;
         self.be.fill(&mut self.momentum, B::E::ZERO)
     }
 
@@ -244,8 +247,7 @@ impl<'b, B: Backend> Network<'b, B> {
                 self.layout.total
             )));
         }
-        let up = self.be.upload(host)?;
-        self.be.copy_range(&mut self.params, 0, &up, 0, host.len())
+        self.be.write(&mut self.params, host)
     }
     /// The BatchNorm running state on the host, flat in [`ParamLayout::running`] order.
     pub fn running_host(&self) -> Result<Vec<B::E>> {
@@ -265,7 +267,7 @@ impl<'b, B: Backend> Network<'b, B> {
             )));
         }
         for (seg, r) in self.layout.running.iter().zip(self.running.iter_mut()) {
-            *r = self.be.upload(&host[seg.range()])?;
+            self.be.write(r, &host[seg.range()])?;
         }
         Ok(())
     }
