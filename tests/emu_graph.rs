@@ -14,6 +14,7 @@ use dsa_condense::model::{ConvNetConfig, Norm, Pool};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+#[macro_use]
 mod parity_common;
 use parity_common::{cuda, five_architectures, rand_vec, small_convnet};
 
@@ -23,24 +24,6 @@ const IPC: usize = 2;
 /// 16x16 images: the first conv's weight gradient over IPC*16*16 = 512 terms takes
 /// two split-K slices, so a capture needs scratch (the retry path is exercised).
 const SIDE: usize = 16;
-
-macro_rules! on_backends {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            use super::*;
-            #[test]
-            fn emu() {
-                $body(&Emu::new());
-            }
-            #[test]
-            fn cuda() {
-                if let Some(c) = super::cuda() {
-                    $body(c);
-                }
-            }
-        }
-    };
-}
 
 /// Everything one outer step produced: the summed distance and dD/dS of all classes.
 #[derive(PartialEq, Debug)]
@@ -145,7 +128,7 @@ fn body_replay_equals_direct<B: Backend<E = f32>>(be: &B) {
         assert!(failed >= 1, "the scratch retry path never ran");
     }
 }
-on_backends!(replay_equals_direct, body_replay_equals_direct);
+parity!(replay_equals_direct, body_replay_equals_direct);
 
 /// One class's matching gradient; returns (distance bits, dD/dS).
 fn grad<B: Backend<E = f32>>(
@@ -215,7 +198,7 @@ fn body_realloc_recaptures<B: Backend<E = f32>>(be: &B) {
     assert_eq!(fourth, reference);
     drop((old_params, old_g));
 }
-on_backends!(realloc_recaptures, body_realloc_recaptures);
+parity!(realloc_recaptures, body_realloc_recaptures);
 
 fn body_capture_records<B: Backend<E = f32>>(be: &B) {
     let mut y = be.alloc(1000).unwrap();
@@ -241,7 +224,7 @@ fn body_capture_records<B: Backend<E = f32>>(be: &B) {
     unsafe { be.replay(&g).unwrap() };
     assert!(be.download(&y).unwrap().iter().all(|v| *v == 3.0));
 }
-on_backends!(capture_records, body_capture_records);
+parity!(capture_records, body_capture_records);
 
 #[test]
 fn cpu_has_no_graphs() {

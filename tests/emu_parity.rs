@@ -19,29 +19,9 @@ use dsa_condense::backend::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+#[macro_use]
 mod parity_common;
 use parity_common::*;
-
-/// Declares `mod $name { emu, cuda }` running one generic body on both backends.
-macro_rules! parity {
-    ($(#[$m:meta])* $name:ident, $body:ident) => {
-        mod $name {
-            use super::*;
-            $(#[$m])*
-            #[test]
-            fn emu() {
-                $body(&Emu::new());
-            }
-            $(#[$m])*
-            #[test]
-            fn cuda() {
-                if let Some(c) = super::cuda() {
-                    $body(c);
-                }
-            }
-        }
-    };
-}
 
 // ---- memory ---------------------------------------------------------------------
 

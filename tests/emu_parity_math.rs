@@ -19,6 +19,7 @@ use dsa_condense::backend::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+#[macro_use]
 mod parity_common;
 use parity_common::*;
 
@@ -30,27 +31,6 @@ fn assert_scalar(what: &str, got: f64, want: f64) {
         err <= REL_TOL * want.abs().max(1e-3),
         "{what}: {got} vs reference {want} (abs error {err:.3e})"
     );
-}
-
-/// Declares `mod $name { emu, cuda }` running one generic body on both backends.
-macro_rules! parity {
-    ($(#[$m:meta])* $name:ident, $body:ident) => {
-        mod $name {
-            use super::*;
-            $(#[$m])*
-            #[test]
-            fn emu() {
-                $body(&Emu::new());
-            }
-            $(#[$m])*
-            #[test]
-            fn cuda() {
-                if let Some(c) = super::cuda() {
-                    $body(c);
-                }
-            }
-        }
-    };
 }
 
 fn dl<B: Backend<E = f32>>(b: &B, buf: &B::Buf) -> Vec<f32> {

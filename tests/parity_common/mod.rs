@@ -13,6 +13,29 @@ use std::sync::OnceLock;
 
 pub const REL_TOL: f64 = 1e-5;
 
+/// Declares `mod $name { emu, cuda }` running one generic body on both backends
+/// (the test crate imports `Emu`; `cuda()` prints a visible skip without a GPU).
+#[allow(unused_macros)] // emu_step shares the module without declaring tests this way
+macro_rules! parity {
+    ($(#[$m:meta])* $name:ident, $body:ident) => {
+        mod $name {
+            use super::*;
+            $(#[$m])*
+            #[test]
+            fn emu() {
+                $body(&Emu::new());
+            }
+            $(#[$m])*
+            #[test]
+            fn cuda() {
+                if let Some(c) = super::cuda() {
+                    $body(c);
+                }
+            }
+        }
+    };
+}
+
 pub fn cpu() -> &'static Cpu<f32> {
     static CPU: OnceLock<Cpu<f32>> = OnceLock::new();
     CPU.get_or_init(|| Cpu::new(2).expect("cpu backend"))
