@@ -339,17 +339,13 @@ pub fn norm_bwd<T: Scalar>(
     }
     // Per-(n, c) sums [sum dy xhat, sum dy] of per-channel parameters.
     let fused_params = dparams.is_some() && !geo.per_elem;
-    let nparts = if fused_params { 2 * geo.n * geo.c } else { 0 };
+    // (Scratch kept per thread: sized once, then reused; with per-element
+    // parameters the sums are left unused.)
     pool.install(|| {
-        with_scratch(nparts, |parts: &mut [f64]| {
-            let mut part_chunks: Vec<&mut [f64]> = if fused_params {
-                parts.chunks_mut(2 * geo.cg).collect()
-            } else {
-                (0..ng).map(|_| <&mut [f64]>::default()).collect()
-            };
+        with_scratch(2 * geo.n * geo.c, |parts: &mut [f64]| {
             dx.par_chunks_mut(geo.m)
                 .zip(dy.par_chunks(geo.m).zip(x.par_chunks(geo.m)))
-                .zip(part_chunks.par_iter_mut())
+                .zip(parts.par_chunks_mut(2 * geo.cg))
                 .enumerate()
                 .for_each(|(i, ((dxc, (dyc, xc)), part))| {
                     let (mean, r) = group_stats(stats, ng, i);
@@ -364,10 +360,8 @@ pub fn norm_bwd<T: Scalar>(
                         let gr = affine_row(&geo, gamma, g * geo.cg + ci);
                         if gr.len() == 1 {
                             let (sd, sdx) = lane_sum_pair(dyr, xr, xhat);
-                            if !part.is_empty() {
-                                part[2 * ci] = sdx;
-                                part[2 * ci + 1] = sd;
-                            }
+                            part[2 * ci] = sdx;
+                            part[2 * ci + 1] = sd;
                             let gv = gr[0].to_f64();
                             sw += gv * sd;
                             swx += gv * sdx;
@@ -404,7 +398,6 @@ pub fn norm_bwd<T: Scalar>(
                         }
                     }
                 });
-            drop(part_chunks);
             if let Some((dgamma, dbeta)) = dparams {
                 if fused_params {
                     // dgamma[c] = sum_n parts[n, c, 0], dbeta[c] = sum_n parts[n, c, 1].
