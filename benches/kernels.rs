@@ -208,11 +208,7 @@ fn summary_elementwise(cpu: &Cpu<f32>) {
         affine: 0,
         eps: 1e-5,
     };
-    let ps = PoolShape {
-        planes: (n * c) as u32,
-        h: 32,
-        w: 32,
-    };
+    let ps = PoolShape::new(n * c, 32, 32, 2, 2).unwrap();
     let mut r = ChaCha8Rng::seed_from_u64(5);
     let mut v = |k: usize| {
         (0..k)

@@ -1,5 +1,5 @@
-// Fused ConvNet block tail: normalisation -> activation -> 2x2 pooling in one pass over
-// z. Contract: src/backend/mod.rs (norm_act_pool_fwd; the trait default composes
+// Fused ConvNet block tail: normalisation -> activation -> pooling in one pass over z.
+// Contract: src/backend/mod.rs (norm_act_pool_fwd; the trait default composes
 // norm_fwd, act_fwd and pool_fwd, and the CPU backend is that composition); unfused
 // twins: kernels/norm.cu (norm_fwd), kernels/activation.cu (act_fwd),
 // kernels/pool.cu (pool_fwd).
@@ -9,7 +9,8 @@
 
 // norm_act_pool_fwd: per slab (sample n, group g) of M = (C/G)*HW contiguous elements,
 //   mu = mean(z), rstd = (mean((z - mu)^2) + eps)^(-1/2)  (two passes, as norm_fwd),
-//   s = gamma (z - mu) rstd + beta,  a = f(s),  p = pool2x2(a)
+//   s = gamma (z - mu) rstd + beta,  a = f(s),  p = pool(a)  (any k x k window, stride
+//   ps.stride, as pool_fwd)
 // With norm == 0 there is no normalisation: s = z (s_out, stats, gamma, beta unused,
 // may be null), a = f(z); the caller then passes ns = {N*C, 1, HW, 1, 0, 0} (a slab
 // is one plane). With pool == POOL_NONE, p is not written (may be null).
@@ -20,7 +21,7 @@
 // activations in shared memory.
 // Layouts: z, s_out, a_out [N, C, HW] (HW = ps.h * ps.w when pooling); stats
 // [mu (N*G), rstd (N*G)]; gamma, beta [C] (ns.affine 0) or [C*HW] (1);
-// p_out [N*C, ps.h/2, ps.w/2]. s_out, stats, a_out, p_out overwritten.
+// p_out [N*C, OH, OW] (PoolShape). s_out, stats, a_out, p_out overwritten.
 extern "C" __global__ void __launch_bounds__(256)
     norm_act_pool_fwd(float* __restrict__ s_out, float* __restrict__ stats,
                       float* __restrict__ a_out, float* __restrict__ p_out,
@@ -70,13 +71,15 @@ extern "C" __global__ void __launch_bounds__(256)
     }
     if (pool == POOL_NONE) return;  // uniform over the block: no divergent barrier
     __syncthreads();
-    const unsigned int oh = ps.h / 2u, ow = ps.w / 2u, per_plane = oh * ow;
+    const unsigned int oh = pool_out(ps.h, ps.k, ps.stride), ow = pool_out(ps.w, ps.k, ps.stride);
+    const unsigned int per_plane = oh * ow;
     const unsigned int outs = cg * per_plane;
     const unsigned long long pbase = (unsigned long long)grp * outs;
     for (unsigned int o = threadIdx.x; o < outs; o += blockDim.x) {
         const unsigned int q = o / per_plane, rem = o - q * per_plane;
         const unsigned int i = rem / ow, j = rem - i * ow;
-        p_out[pbase + o] = pool_window(slab + q * ns.hw + 2u * i * ps.w + 2u * j, ps.w, pool);
+        const float* win = slab + q * ns.hw + i * ps.stride * ps.w + j * ps.stride;
+        p_out[pbase + o] = pool_window(win, ps.w, ps.k, pool);
     }
 }
 EMU_REGISTER(norm_act_pool_fwd)

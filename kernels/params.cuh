@@ -25,9 +25,11 @@ struct NormShape {
     float eps;
 };
 
-// PoolShape: planes = N*C, x [planes, H, W], y [planes, H/2, W/2].
+// PoolShape: planes = N*C, k x k windows, stride `stride`, no padding, floor:
+// x [planes, H, W], y [planes, OH, OW], OH = (H - k)/stride + 1 (pool_out), likewise OW.
+// The host guarantees k >= 1, stride >= 1, H >= k, W >= k.
 struct PoolShape {
-    unsigned int planes, h, w;
+    unsigned int planes, h, w, k, stride;
 };
 
 // ImgShape: [N, C, H, W].

@@ -11,6 +11,7 @@
 use dsa_condense::backend::cpu::gemm::{gemm, gemm_par, Mat};
 use dsa_condense::backend::cpu::Cpu;
 use dsa_condense::backend::*;
+use dsa_condense::error::Error;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -546,24 +547,23 @@ fn act_values_at_zero_follow_pytorch() {
 
 // --------------------------------------------------------------- pooling --
 
+/// (planes, h, w, k, stride): the ConvNet's 2x2/2 (even, odd, and a 3x2 plane),
+/// the 1x1/1 copy, ResNet's 4x4/4, and overlapping windows (3x3/2, 2x2/1) where
+/// pool_bwd sums over several windows per element.
 fn pool_cases() -> Vec<PoolShape> {
-    vec![
-        PoolShape {
-            planes: 3,
-            h: 4,
-            w: 6,
-        },
-        PoolShape {
-            planes: 2,
-            h: 5,
-            w: 7,
-        },
-        PoolShape {
-            planes: 1,
-            h: 3,
-            w: 2,
-        },
+    [
+        (3, 4, 6, 2, 2),
+        (2, 5, 7, 2, 2),
+        (1, 3, 2, 2, 2),
+        (2, 3, 5, 1, 1),
+        (2, 8, 9, 4, 4),
+        (2, 7, 8, 3, 2),
+        (1, 9, 6, 3, 2),
+        (2, 5, 6, 2, 1),
     ]
+    .into_iter()
+    .map(|(p, h, w, k, s)| PoolShape::new(p, h, w, k, s).unwrap())
+    .collect()
 }
 
 #[test]
@@ -572,10 +572,7 @@ fn pool_bwd_and_jvp_fd() {
     let mut r = rng(9);
     for s in pool_cases() {
         for kind in [PoolKind::Avg, PoolKind::Max] {
-            let (xl, yl) = (
-                (s.planes * s.h * s.w) as usize,
-                (s.planes * s.oh() * s.ow()) as usize,
-            );
+            let (xl, yl) = (s.x_len(), s.y_len());
             // Distinct values (a shuffled grid) so max pooling has no near-ties.
             let mut x: Vec<f64> = (0..xl).map(|i| i as f64 * 0.37 - 3.0).collect();
             for i in (1..xl).rev() {
@@ -614,11 +611,7 @@ fn pool_bwd_and_jvp_fd() {
 #[test]
 fn max_pool_ties_go_to_first_in_window() {
     let cpu = B64::new(1).unwrap();
-    let s = PoolShape {
-        planes: 1,
-        h: 2,
-        w: 4,
-    };
+    let s = PoolShape::new(1, 2, 4, 2, 2).unwrap();
     // Window 0: all equal -> (0,0); window 1: tie between (0,1) and (1,0) -> (0,1).
     let x = vec![1.0, 1.0, 0.0, 5.0, 1.0, 1.0, 5.0, 2.0];
     let mut dx = vec![0.0; 8];
@@ -630,6 +623,86 @@ fn max_pool_ties_go_to_first_in_window() {
     cpu.pool_jvp(&mut ydot, &x, &xdot, &s, PoolKind::Max)
         .unwrap();
     assert_eq!(ydot, vec![10.0, 13.0]);
+}
+
+#[test]
+fn pool_overlapping_windows_by_hand() {
+    // 3x3 input, 2x2 windows, stride 1: four windows, every interior element in
+    // several. x = [1 5 2; 4 3 9; 0 7 8]: 9 is the max of windows (0,1) and (1,1).
+    let cpu = B64::new(1).unwrap();
+    let s = PoolShape::new(1, 3, 3, 2, 1).unwrap();
+    assert_eq!((s.oh(), s.ow(), s.x_len(), s.y_len()), (2, 2, 9, 4));
+    let x = vec![1.0, 5.0, 2.0, 4.0, 3.0, 9.0, 0.0, 7.0, 8.0];
+    let dy = vec![1.0, 2.0, 3.0, 4.0];
+    let xdot: Vec<f64> = (10..19).map(f64::from).collect();
+    let (mut y, mut ydot, mut dx) = (vec![0.0; 4], vec![0.0; 4], vec![f64::NAN; 9]);
+
+    cpu.pool_fwd(&mut y, &x, &s, PoolKind::Max).unwrap();
+    assert_eq!(y, vec![5.0, 9.0, 7.0, 9.0]);
+    cpu.pool_bwd(&mut dx, &dy, &x, &s, PoolKind::Max).unwrap();
+    // (0,1) <- window (0,0); (1,2) <- windows (0,1) and (1,1); (2,1) <- window (1,0)
+    assert_eq!(dx, vec![0.0, 1.0, 0.0, 0.0, 0.0, 6.0, 0.0, 3.0, 0.0]);
+    cpu.pool_jvp(&mut ydot, &x, &xdot, &s, PoolKind::Max)
+        .unwrap();
+    assert_eq!(ydot, vec![11.0, 15.0, 17.0, 15.0]);
+
+    cpu.pool_fwd(&mut y, &x, &s, PoolKind::Avg).unwrap();
+    assert_eq!(y, vec![3.25, 4.75, 3.5, 6.75]);
+    cpu.pool_bwd(&mut dx, &dy, &x, &s, PoolKind::Avg).unwrap();
+    // each element: (sum of dy over the windows covering it) / 4
+    assert_eq!(dx, vec![0.25, 0.75, 0.5, 1.0, 2.5, 1.5, 0.75, 1.75, 1.0]);
+    cpu.pool_jvp(&mut ydot, &x, &xdot, &s, PoolKind::Avg)
+        .unwrap();
+    assert_eq!(ydot, vec![12.0, 13.0, 15.0, 16.0]);
+
+    // 1x1 stride 1 is the identity (both kinds, all three passes)
+    let s1 = PoolShape::new(1, 3, 3, 1, 1).unwrap();
+    for kind in [PoolKind::Avg, PoolKind::Max] {
+        let mut y = vec![0.0; 9];
+        cpu.pool_fwd(&mut y, &x, &s1, kind).unwrap();
+        assert_eq!(y, x);
+        cpu.pool_bwd(&mut y, &xdot, &x, &s1, kind).unwrap();
+        assert_eq!(y, xdot);
+        cpu.pool_jvp(&mut y, &x, &xdot, &s1, kind).unwrap();
+        assert_eq!(y, xdot);
+    }
+}
+
+#[test]
+fn pool_shape_new_validates() {
+    let s = PoolShape::new(6, 9, 7, 3, 2).unwrap();
+    assert_eq!((s.oh(), s.ow()), (4, 3));
+    assert_eq!((s.x_len(), s.y_len()), (6 * 9 * 7, 6 * 4 * 3));
+    let s = PoolShape::new(2, 4, 4, 4, 4).unwrap();
+    assert_eq!((s.oh(), s.ow()), (1, 1));
+    let s = PoolShape::new(2, 5, 7, 2, 2).unwrap();
+    assert_eq!((s.oh(), s.ow()), (2, 3));
+    for (h, w, k, st) in [(4, 4, 0, 1), (4, 4, 2, 0), (3, 8, 4, 4), (8, 3, 4, 1)] {
+        let err = PoolShape::new(1, h, w, k, st).unwrap_err();
+        assert!(
+            matches!(err, Error::Shape(_)),
+            "{h}x{w} k={k} s={st}: {err}"
+        );
+    }
+    // a struct literal with an invalid window is rejected by every pooling op
+    let cpu = B64::new(1).unwrap();
+    let bad = PoolShape {
+        planes: 1,
+        h: 4,
+        w: 4,
+        k: 0,
+        stride: 1,
+    };
+    let x = vec![0.0; 16];
+    assert!(cpu
+        .pool_fwd(&mut vec![0.0; 16], &x, &bad, PoolKind::Avg)
+        .is_err());
+    assert!(cpu
+        .pool_bwd(&mut vec![0.0; 16], &x, &x, &bad, PoolKind::Max)
+        .is_err());
+    assert!(cpu
+        .pool_jvp(&mut vec![0.0; 16], &x, &x, &bad, PoolKind::Max)
+        .is_err());
 }
 
 // ---------------------------------------------- precision and determinism --
@@ -948,11 +1021,7 @@ fn bad_shapes_are_errors_not_panics() {
             false
         )
         .is_err());
-    let ps = PoolShape {
-        planes: 2,
-        h: 4,
-        w: 4,
-    };
+    let ps = PoolShape::new(2, 4, 4, 2, 2).unwrap();
     assert!(cpu
         .pool_fwd(&mut vec![0.0; 7], &vec![0.0; 32], &ps, PoolKind::Avg)
         .is_err());

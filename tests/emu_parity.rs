@@ -180,47 +180,84 @@ parity!(act, body_act);
 // ---- pooling --------------------------------------------------------------------
 
 fn body_pool<B: Backend<E = f32>>(b: &B) {
-    // (planes, h, w): odd sizes leave a last row/column no window covers
-    for (i, (planes, h, w)) in [(1u32, 2u32, 2u32), (3, 5, 7), (8, 16, 16), (2, 9, 4)]
-        .into_iter()
-        .enumerate()
-    {
-        for kind in [PoolKind::Avg, PoolKind::Max] {
-            let s = PoolShape { planes, h, w };
-            let (xl, yl) = (
-                (planes * h * w) as usize,
-                (planes * (h / 2) * (w / 2)) as usize,
-            );
-            let mut r = rng(60 + i as u64);
-            // values on a coarse grid so that max windows contain ties
-            let x: Vec<f32> = (0..xl)
-                .map(|_| r.random_range(-4i32..4) as f32 * 0.5)
-                .collect();
-            let xdot = rand_vec(&mut r, xl, -1.0, 1.0);
-            let dy = rand_vec(&mut r, yl, -1.0, 1.0);
-            let xb = b.upload(&x).unwrap();
-            let what = format!("{kind:?} {planes}x{h}x{w}");
+    // windows (k, stride): the ConvNet's 2x2/2, the 1x1/1 copy, ResNet's final 4x4/4,
+    // and overlapping ones (3x3/2, 2x2/1: pool_bwd sums over several windows)
+    let windows = [(2u32, 2u32), (1, 1), (4, 4), (3, 2), (2, 1)];
+    // (planes, h, w): odd sizes leave last rows/columns no window covers; shapes
+    // smaller than a window are skipped (every window keeps 3+ shapes)
+    let shapes = [
+        (1u32, 4u32, 4u32),
+        (3, 5, 7),
+        (8, 16, 16),
+        (2, 9, 4),
+        (1, 2, 2),
+        (2, 11, 13),
+    ];
+    for (wi, &(k, stride)) in windows.iter().enumerate() {
+        let mut tested = 0;
+        for (i, &(planes, h, w)) in shapes.iter().enumerate() {
+            if h < k || w < k {
+                continue;
+            }
+            tested += 1;
+            let s = PoolShape::new(
+                planes as usize,
+                h as usize,
+                w as usize,
+                k as usize,
+                stride as usize,
+            )
+            .unwrap();
+            let (xl, yl) = (s.x_len(), s.y_len());
+            for kind in [PoolKind::Avg, PoolKind::Max] {
+                let mut r = rng(60 + 10 * wi as u64 + i as u64);
+                // values on a coarse grid so that max windows contain ties
+                let x: Vec<f32> = (0..xl)
+                    .map(|_| r.random_range(-4i32..4) as f32 * 0.5)
+                    .collect();
+                let xdot = rand_vec(&mut r, xl, -1.0, 1.0);
+                let dy = rand_vec(&mut r, yl, -1.0, 1.0);
+                let xb = b.upload(&x).unwrap();
+                let what = format!("{kind:?} k={k} s={stride} {planes}x{h}x{w}");
 
-            let mut y = b.upload(&nan_vec(yl)).unwrap();
-            b.pool_fwd(&mut y, &xb, &s, kind).unwrap();
-            let mut yc = nan_vec(yl);
-            cpu().pool_fwd(&mut yc, &x, &s, kind).unwrap();
-            assert_close(&format!("pool_fwd {what}"), &b.download(&y).unwrap(), &yc);
+                let mut y = b.upload(&nan_vec(yl)).unwrap();
+                b.pool_fwd(&mut y, &xb, &s, kind).unwrap();
+                let mut yc = nan_vec(yl);
+                cpu().pool_fwd(&mut yc, &x, &s, kind).unwrap();
+                assert_close(&format!("pool_fwd {what}"), &b.download(&y).unwrap(), &yc);
 
-            let mut dx = b.upload(&nan_vec(xl)).unwrap();
-            b.pool_bwd(&mut dx, &b.upload(&dy).unwrap(), &xb, &s, kind)
-                .unwrap();
-            let mut dxc = nan_vec(xl);
-            cpu().pool_bwd(&mut dxc, &dy, &x, &s, kind).unwrap();
-            assert_close(&format!("pool_bwd {what}"), &b.download(&dx).unwrap(), &dxc);
+                let mut dx = b.upload(&nan_vec(xl)).unwrap();
+                b.pool_bwd(&mut dx, &b.upload(&dy).unwrap(), &xb, &s, kind)
+                    .unwrap();
+                let mut dxc = nan_vec(xl);
+                cpu().pool_bwd(&mut dxc, &dy, &x, &s, kind).unwrap();
+                assert_close(&format!("pool_bwd {what}"), &b.download(&dx).unwrap(), &dxc);
 
-            let mut yd = b.upload(&nan_vec(yl)).unwrap();
-            b.pool_jvp(&mut yd, &xb, &b.upload(&xdot).unwrap(), &s, kind)
-                .unwrap();
-            let mut ydc = nan_vec(yl);
-            cpu().pool_jvp(&mut ydc, &x, &xdot, &s, kind).unwrap();
-            assert_close(&format!("pool_jvp {what}"), &b.download(&yd).unwrap(), &ydc);
+                let mut yd = b.upload(&nan_vec(yl)).unwrap();
+                b.pool_jvp(&mut yd, &xb, &b.upload(&xdot).unwrap(), &s, kind)
+                    .unwrap();
+                let mut ydc = nan_vec(yl);
+                cpu().pool_jvp(&mut ydc, &x, &xdot, &s, kind).unwrap();
+                assert_close(&format!("pool_jvp {what}"), &b.download(&yd).unwrap(), &ydc);
+            }
         }
+        assert!(tested >= 3, "window {k}/{stride}: only {tested} shapes");
+    }
+    // shapes PoolShape::new rejects are errors, never launches
+    let x = b.upload(&nan_vec(16)).unwrap();
+    let mut y = b.upload(&nan_vec(16)).unwrap();
+    for (k, stride) in [(0u32, 1u32), (2, 0), (5, 1)] {
+        let s = PoolShape {
+            planes: 1,
+            h: 4,
+            w: 4,
+            k,
+            stride,
+        };
+        assert!(
+            b.pool_fwd(&mut y, &x, &s, PoolKind::Max).is_err(),
+            "k={k} s={stride}"
+        );
     }
 }
 parity!(pool, body_pool);

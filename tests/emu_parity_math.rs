@@ -276,11 +276,7 @@ fn body_norm_act_pool<B: Backend<E = f32>>(b: &B) {
             affine,
             eps: 1e-5,
         };
-        let ps = PoolShape {
-            planes: n * c,
-            h,
-            w,
-        };
+        let ps = PoolShape::new((n * c) as usize, h as usize, w as usize, 2, 2).unwrap();
         let len = ns.len();
         let aff = if affine == 1 {
             (c * h * w) as usize
@@ -311,6 +307,29 @@ fn body_norm_act_pool<B: Backend<E = f32>>(b: &B) {
                     let what =
                         format!("norm_act_pool_fwd (no norm) n={n} c={c} {h}x{w} {act:?} {pool:?}");
                     check_fused(b, &what, &z, &params, None, &ps, act, pool);
+                }
+            }
+        }
+        // the other pooling windows (k, stride): 1x1 copy, 4x4/4, overlapping 3x3/2, 2x2/1
+        if i < 4 {
+            for (k, st) in [(1usize, 1usize), (4, 4), (3, 2), (2, 1)] {
+                let ps = PoolShape::new((n * c) as usize, h as usize, w as usize, k, st).unwrap();
+                for pool in [PoolKind::Avg, PoolKind::Max] {
+                    let what = format!(
+                        "norm_act_pool_fwd n={n} c={c} {h}x{w} g={groups} k={k} s={st} {pool:?}"
+                    );
+                    let pool = Some(pool);
+                    check_fused(
+                        b,
+                        &what,
+                        &z,
+                        &params,
+                        Some((gs, bs, &ns)),
+                        &ps,
+                        Act::Swish,
+                        pool,
+                    );
+                    check_fused(b, &what, &z, &params, None, &ps, Act::Relu, pool);
                 }
             }
         }

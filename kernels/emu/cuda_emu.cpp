@@ -284,6 +284,7 @@ extern "C" size_t emu_params_layout(unsigned* out, size_t cap) {
         (unsigned)sizeof(LinearShape), (unsigned)offsetof(LinearShape, k),
         (unsigned)sizeof(NormShape),   (unsigned)offsetof(NormShape, eps),
         (unsigned)sizeof(PoolShape),   (unsigned)offsetof(PoolShape, w),
+        (unsigned)offsetof(PoolShape, k), (unsigned)offsetof(PoolShape, stride),
         (unsigned)sizeof(ImgShape),    (unsigned)offsetof(ImgShape, w),
         (unsigned)sizeof(AffineParam), (unsigned)offsetof(AffineParam, a11),
         (unsigned)sizeof(IntParam),    (unsigned)offsetof(IntParam, b),

@@ -299,7 +299,8 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
 
     // ---- pooling -----------------------------------------------------------
-    /// `y = pool(x)`.
+    /// `y = pool(x)`: k x k windows with stride `s.stride` (see [`PoolShape`]);
+    /// errors on a shape [`PoolShape::new`] would reject.
     fn pool_fwd(
         &self,
         y: &mut Self::Buf,
@@ -307,7 +308,9 @@ pub trait Backend: Send + Sync {
         s: &PoolShape,
         kind: PoolKind,
     ) -> Result<()>;
-    /// `dx = pool^T(dy)` (max: to the arg-max of `x`); elements no window covers get 0.
+    /// `dx = pool^T(dy)`, overwritten: each element sums the contributions of every
+    /// window covering it (overlapping windows when stride < k; max: a window sends
+    /// its `dy` to its arg-max of `x`); elements no window covers get 0.
     fn pool_bwd(
         &self,
         dx: &mut Self::Buf,

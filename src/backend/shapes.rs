@@ -175,26 +175,91 @@ impl NormShape {
     }
 }
 
-/// 2x2 pooling with stride 2, no padding, floor: x `[N, C, H, W]` -> y `[N, C, H/2, W/2]`.
+/// Square-window pooling, no padding, floor (PyTorch `MaxPool2d` / `AvgPool2d` with
+/// `padding = 0`, `ceil_mode = False`): window `k x k`, stride `stride` on both axes,
+/// x `[N, C, H, W]` -> y `[N, C, OH, OW]` with `OH = (H - k)/stride + 1` (floor),
+/// likewise OW. Output `(i, j)` reads rows `i*stride .. i*stride + k` and columns
+/// `j*stride .. j*stride + k`; windows overlap when `stride < k`, and input rows /
+/// columns past the last window are covered by none. Build it with [`PoolShape::new`]
+/// (every backend op rejects a shape that constructor would reject).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct PoolShape {
     /// N*C planes.
     pub planes: u32,
-    /// Input height.
+    /// Input height H.
     pub h: u32,
-    /// Input width.
+    /// Input width W.
     pub w: u32,
+    /// Window size k (k x k).
+    pub k: u32,
+    /// Stride (both axes).
+    pub stride: u32,
 }
 
 impl PoolShape {
-    /// Output height (floor).
-    pub fn oh(&self) -> u32 {
-        self.h / 2
+    /// Validated pooling shape: errors ([`Error::Shape`]) when `k` or `stride` is 0,
+    /// the window exceeds the input (`H < k` or `W < k`), or a size overflows `u32`.
+    pub fn new(planes: usize, h: usize, w: usize, k: usize, stride: usize) -> Result<Self> {
+        let u = |v: usize| {
+            u32::try_from(v).map_err(|_| {
+                Error::Shape(format!(
+                    "pool: size {v} too large (planes={planes}, h={h}, w={w}, k={k}, stride={stride})"
+                ))
+            })
+        };
+        let s = Self {
+            planes: u(planes)?,
+            h: u(h)?,
+            w: u(w)?,
+            k: u(k)?,
+            stride: u(stride)?,
+        };
+        s.validate("pool")?;
+        Ok(s)
     }
-    /// Output width (floor).
+    /// `Err(Error::Shape)` naming `op` when `k` or `stride` is 0 or the window
+    /// exceeds the input (the checks of [`PoolShape::new`], for shapes built as
+    /// struct literals).
+    pub(crate) fn validate(&self, op: &str) -> Result<()> {
+        if self.k == 0 || self.stride == 0 {
+            return Err(Error::Shape(format!(
+                "{op}: pooling window {}x{} with stride {} (both must be >= 1)",
+                self.k, self.k, self.stride
+            )));
+        }
+        if self.h < self.k || self.w < self.k {
+            return Err(Error::Shape(format!(
+                "{op}: pooling window {}x{} larger than the {}x{} input",
+                self.k, self.k, self.h, self.w
+            )));
+        }
+        Ok(())
+    }
+    /// Output height `(H - k)/stride + 1` (floor; 0 for an invalid shape).
+    pub fn oh(&self) -> u32 {
+        out_size(self.h, self.k, self.stride)
+    }
+    /// Output width `(W - k)/stride + 1` (floor; 0 for an invalid shape).
     pub fn ow(&self) -> u32 {
-        self.w / 2
+        out_size(self.w, self.k, self.stride)
+    }
+    /// Elements of the input `[planes, H, W]`.
+    pub fn x_len(&self) -> usize {
+        self.planes as usize * self.h as usize * self.w as usize
+    }
+    /// Elements of the output `[planes, OH, OW]`.
+    pub fn y_len(&self) -> usize {
+        self.planes as usize * self.oh() as usize * self.ow() as usize
+    }
+}
+
+/// Windows of size `k` and stride `s` that fit in `n` (0 when none or invalid).
+fn out_size(n: u32, k: u32, s: u32) -> u32 {
+    if k == 0 || s == 0 || n < k {
+        0
+    } else {
+        (n - k) / s + 1
     }
 }
 
@@ -202,9 +267,9 @@ impl PoolShape {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolKind {
-    /// 2x2 average.
+    /// Window average (divides by k*k).
     Avg = 0,
-    /// 2x2 max (ties: the first in row-major order of the window).
+    /// Window max (ties: the first in row-major order of the window).
     Max = 1,
 }
 

@@ -316,17 +316,15 @@ impl ConvNetConfig {
 
     /// Pool shape of every block for a batch of `n` (None without pooling).
     pub fn pool_shapes(&self, n: usize) -> Result<Vec<Option<PoolShape>>> {
-        Ok(self
-            .blocks()?
+        self.blocks()?
             .iter()
             .map(|g| {
-                self.pool.kind().map(|_| PoolShape {
-                    planes: (n * g.cout) as u32,
-                    h: g.h as u32,
-                    w: g.w as u32,
-                })
+                self.pool
+                    .kind()
+                    .map(|_| PoolShape::new(n * g.cout, g.h, g.w, 2, 2))
+                    .transpose()
             })
-            .collect())
+            .collect()
     }
 
     /// Classifier shape for a batch of `n`.

@@ -228,13 +228,10 @@ pub(crate) fn act_dual_bwd<L: Launcher>(
 
 // ---- pooling (kernels/pool.cu) -----------------------------------------------------
 
+/// One thread per input element (`per_input`, pool_bwd) or per output element.
 fn pool_geo(s: &PoolShape, per_input: bool) -> Geometry {
-    let items = if per_input {
-        s.planes as u64 * s.h as u64 * s.w as u64
-    } else {
-        s.planes as u64 * s.oh() as u64 * s.ow() as u64
-    };
-    launch::elementwise(items)
+    let items = if per_input { s.x_len() } else { s.y_len() };
+    launch::elementwise(items as u64)
 }
 
 pub(crate) fn pool_fwd<L: Launcher>(
@@ -246,7 +243,8 @@ pub(crate) fn pool_fwd<L: Launcher>(
 ) -> Result<()> {
     let (y, x, kind, s) = (l.ptr_mut(y), l.ptr(x), kind as u32, *s);
     // SAFETY: pool_fwd(float* y, const float* x, PoolShape s, unsigned kind); x holds
-    // planes*h*w floats, y planes*(h/2)*(w/2) (checked by the caller).
+    // planes*h*w floats, y planes*oh*ow, and s is a valid window (k, stride >= 1,
+    // k <= h, w) (checked by the caller).
     unsafe {
         l.launch(
             &k::pool_fwd,
@@ -267,7 +265,7 @@ pub(crate) fn pool_bwd<L: Launcher>(
     let (dx, dy, x, kind, s) = (l.ptr_mut(dx), l.ptr(dy), l.ptr(x), kind as u32, *s);
     let mut args = [a(&dx), a(&dy), a(&x), a(&s), a(&kind)];
     // SAFETY: pool_bwd(float* dx, const float* dy, const float* x, PoolShape s, unsigned
-    // kind); dx and x hold planes*h*w floats, dy planes*(h/2)*(w/2).
+    // kind); dx and x hold planes*h*w floats, dy planes*oh*ow; s is a valid window.
     unsafe { l.launch(&k::pool_bwd, pool_geo(&s, true), &mut args) }
 }
 
@@ -282,7 +280,8 @@ pub(crate) fn pool_jvp<L: Launcher>(
     let (ydot, x, xdot, kind, s) = (l.ptr_mut(ydot), l.ptr(x), l.ptr(xdot), kind as u32, *s);
     let mut args = [a(&ydot), a(&x), a(&xdot), a(&s), a(&kind)];
     // SAFETY: pool_jvp(float* ydot, const float* x, const float* xdot, PoolShape s,
-    // unsigned kind); x, xdot hold planes*h*w floats, ydot planes*(h/2)*(w/2).
+    // unsigned kind); x, xdot hold planes*h*w floats, ydot planes*oh*ow; s is a valid
+    // window.
     unsafe { l.launch(&k::pool_jvp, pool_geo(&s, false), &mut args) }
 }
 
@@ -800,9 +799,9 @@ pub(crate) fn norm_act_pool_fwd<L: Launcher>(
     // SAFETY: norm_act_pool_fwd(float* s_out, float* stats, float* a_out, float* p_out,
     // const float* z, const float* gamma, const float* beta, NormShape ns, PoolShape ps,
     // unsigned act, unsigned pool, unsigned norm); z, a (and s) hold N*C*HW floats,
-    // stats 2*N*G, p N*C*(H/2)*(W/2), gamma/beta their segments (checked by the caller);
-    // null pointers only where the flags say the kernel does not touch them; the
-    // dynamic shared memory holds the M-float slab.
+    // stats 2*N*G, p N*C*OH*OW of the valid window ps, gamma/beta their segments
+    // (checked by the caller); null pointers only where the flags say the kernel does
+    // not touch them; the dynamic shared memory holds the M-float slab.
     unsafe {
         l.launch(
             &k::norm_act_pool_fwd,

@@ -534,7 +534,8 @@ impl<L: Launcher> Backend for Gpu<L> {
 
     // ---- pooling ---------------------------------------------------------------
     fn pool_fwd(&self, y: &mut L::Buf, x: &L::Buf, s: &PoolShape, kind: PoolKind) -> Result<()> {
-        let (xl, yl) = pool_lens(s);
+        s.validate("pool_fwd")?;
+        let (xl, yl) = (s.x_len(), s.y_len());
         check_len("pool_fwd", "x", self.l.len(x), xl)?;
         check_len("pool_fwd", "y", self.l.len(y), yl)?;
         check_u32("pool_fwd", xl)?;
@@ -551,7 +552,8 @@ impl<L: Launcher> Backend for Gpu<L> {
         s: &PoolShape,
         kind: PoolKind,
     ) -> Result<()> {
-        let (xl, yl) = pool_lens(s);
+        s.validate("pool_bwd")?;
+        let (xl, yl) = (s.x_len(), s.y_len());
         check_len("pool_bwd", "x", self.l.len(x), xl)?;
         check_len("pool_bwd", "dx", self.l.len(dx), xl)?;
         check_len("pool_bwd", "dy", self.l.len(dy), yl)?;
@@ -569,7 +571,8 @@ impl<L: Launcher> Backend for Gpu<L> {
         s: &PoolShape,
         kind: PoolKind,
     ) -> Result<()> {
-        let (xl, yl) = pool_lens(s);
+        s.validate("pool_jvp")?;
+        let (xl, yl) = (s.x_len(), s.y_len());
         check_len("pool_jvp", "x", self.l.len(x), xl)?;
         check_len("pool_jvp", "xdot", self.l.len(xdot), xl)?;
         check_len("pool_jvp", "ydot", self.l.len(ydot), yl)?;
@@ -630,6 +633,7 @@ impl<L: Launcher> Backend for Gpu<L> {
         }
         let ps = match (&pool, &p) {
             (Some((ps, _)), Some(pb)) => {
+                ps.validate(op)?;
                 if ps.planes as u64 != ns.n as u64 * ns.c as u64
                     || ps.h as u64 * ps.w as u64 != ns.hw as u64
                 {
@@ -637,13 +641,16 @@ impl<L: Launcher> Backend for Gpu<L> {
                         "{op}: pool shape {ps:?} does not match the norm shape {ns:?}"
                     )));
                 }
-                check_len(op, "p", self.l.len(pb), pool_lens(ps).1)?;
+                check_len(op, "p", self.l.len(pb), ps.y_len())?;
                 **ps
             }
+            // no pooling stage: the kernel does not read the shape
             _ => PoolShape {
                 planes: ns.n * ns.c,
                 h: ns.hw,
                 w: 1,
+                k: 1,
+                stride: 1,
             },
         };
         let out = kernels::FusedOut { s: norm_out, a, p };
@@ -1302,14 +1309,6 @@ fn cos_terms(dot: f64, rr: f64, ss: f64) -> (f64, f64, f64) {
     (d, -1.0 / den, b)
 }
 
-fn pool_lens(s: &PoolShape) -> (usize, usize) {
-    let p = s.planes as usize;
-    (
-        p * s.h as usize * s.w as usize,
-        p * s.oh() as usize * s.ow() as usize,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1330,8 +1329,10 @@ mod tests {
         assert_eq!(size_of::<NormShape>(), 24);
         assert_eq!(offset_of!(NormShape, affine), 16);
         assert_eq!(offset_of!(NormShape, eps), 20);
-        assert_eq!(size_of::<PoolShape>(), 12);
+        assert_eq!(size_of::<PoolShape>(), 20);
         assert_eq!(offset_of!(PoolShape, w), 8);
+        assert_eq!(offset_of!(PoolShape, k), 12);
+        assert_eq!(offset_of!(PoolShape, stride), 16);
         assert_eq!(size_of::<ImgShape>(), 16);
         assert_eq!(offset_of!(ImgShape, w), 12);
         assert_eq!(size_of::<AffineParam>(), 16);
@@ -1362,6 +1363,8 @@ mod tests {
             offset_of!(NormShape, eps) as u32,
             size_of::<PoolShape>() as u32,
             offset_of!(PoolShape, w) as u32,
+            offset_of!(PoolShape, k) as u32,
+            offset_of!(PoolShape, stride) as u32,
             size_of::<ImgShape>() as u32,
             offset_of!(ImgShape, w) as u32,
             size_of::<AffineParam>() as u32,
