@@ -1,6 +1,6 @@
-// Memory family: buffer copies, fill, axpy, row gathers. Contract: src/backend/mod.rs
-// (Backend::copy_range, fill, axpy, gather_rows); CPU twin: src/backend/cpu/memory.rs;
-// launchers: src/backend/gpu/kernels.rs (memory section).
+// Memory family: buffer copies, fill, axpy, add, row gathers. Contract:
+// src/backend/mod.rs (Backend::copy_range, fill, axpy, add, gather_rows); CPU twin:
+// src/backend/cpu/memory.rs; launchers: src/backend/gpu/kernels.rs (memory section).
 #include "common.cuh"
 
 // copy_range: dst[i] = src[i], i < n (the host passes dst/src already offset).
@@ -37,6 +37,15 @@ extern "C" __global__ void axpy(float* __restrict__ y, const float* __restrict__
     for (unsigned long long i = global_tid(); i < n; i += stride) y[i] = y[i] + a * x[i];
 }
 EMU_REGISTER(axpy)
+
+// add: y[i] = a[i] + b[i], i < n (residual connections). Threads: 1-D grid-stride.
+// y [n] overwritten; a, b [n]. y does not alias a or b.
+extern "C" __global__ void add(float* __restrict__ y, const float* __restrict__ a,
+                               const float* __restrict__ b, unsigned int n) {
+    const unsigned long long stride = grid_threads();
+    for (unsigned long long i = global_tid(); i < n; i += stride) y[i] = a[i] + b[i];
+}
+EMU_REGISTER(add)
 
 // gather_rows: dst[r, j] = src[rows[r], j], r < nrows, j < row_len.
 // Threads: 1-D grid-stride over nrows*row_len elements of dst.

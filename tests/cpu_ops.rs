@@ -705,6 +705,23 @@ fn pool_shape_new_validates() {
         .is_err());
 }
 
+#[test]
+fn add_elementwise() {
+    let cpu = B64::new(2).unwrap();
+    let n = 40_000; // several parallel chunks
+    let a: Vec<f64> = (0..n).map(|i| i as f64 * 0.5).collect();
+    let b: Vec<f64> = (0..n).map(|i| 1.0 - i as f64).collect();
+    let mut y = vec![f64::NAN; n];
+    cpu.add(&mut y, &a, &b).unwrap();
+    assert!(y
+        .iter()
+        .enumerate()
+        .all(|(i, &v)| v == 1.0 - 0.5 * i as f64));
+    let err = cpu.add(&mut y, &a[..n - 1].to_vec(), &b).unwrap_err();
+    assert!(matches!(err, Error::Shape(_)), "{err}");
+    assert!(cpu.add(&mut y, &a, &b[..3].to_vec()).is_err());
+}
+
 // ---------------------------------------------- precision and determinism --
 
 #[test]

@@ -102,6 +102,28 @@ fn body_axpy<B: Backend<E = f32>>(b: &B) {
 }
 parity!(axpy, body_axpy);
 
+fn body_add<B: Backend<E = f32>>(b: &B) {
+    for (i, n) in [1usize, 1000, 5003].into_iter().enumerate() {
+        let mut r = rng(35 + i as u64);
+        let (x, z) = (
+            rand_vec(&mut r, n, -1.0, 1.0),
+            rand_vec(&mut r, n, -1.0, 1.0),
+        );
+        let mut y = b.upload(&nan_vec(n)).unwrap();
+        let (xb, zb) = (b.upload(&x).unwrap(), b.upload(&z).unwrap());
+        b.add(&mut y, &xb, &zb).unwrap();
+        let mut yc = nan_vec(n);
+        cpu().add(&mut yc, &x, &z).unwrap();
+        assert_close(&format!("add n={n}"), &b.download(&y).unwrap(), &yc);
+        // a length mismatch (either input) is an error
+        let long = b.upload(&vec![0.0; n + 1]).unwrap();
+        let err = b.add(&mut y, &long, &zb).unwrap_err().to_string();
+        assert!(err.contains("add"), "{err}");
+        assert!(b.add(&mut y, &xb, &long).is_err());
+    }
+}
+parity!(add, body_add);
+
 fn body_gather_rows<B: Backend<E = f32>>(b: &B) {
     for (i, (src_rows, nrows, row_len)) in [(3usize, 1usize, 5usize), (40, 17, 33), (9, 64, 7)]
         .into_iter()

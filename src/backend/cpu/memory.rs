@@ -1,4 +1,4 @@
-//! Buffer copies, axpy and row gathers. Bounds are checked and reported as
+//! Buffer copies, axpy, element-wise add and row gathers. Bounds are checked and reported as
 //! [`Error::Shape`], never as a panic.
 
 use crate::backend::*;
@@ -44,6 +44,29 @@ pub fn axpy<T: Scalar>(pool: &ThreadPool, y: &mut [T], a: T, x: &[T]) {
             .zip(x.par_chunks(CHUNK))
             .for_each(|(yc, xc)| yc.iter_mut().zip(xc).for_each(|(v, &u)| *v += a * u));
     });
+}
+
+/// `y = a + b` element-wise (overwritten); errors when the lengths differ.
+pub fn add<T: Scalar>(pool: &ThreadPool, y: &mut [T], a: &[T], b: &[T]) -> Result<()> {
+    if a.len() != y.len() || b.len() != y.len() {
+        return Err(Error::Shape(format!(
+            "cpu add: y has {} elements, a {}, b {} (all must be equal)",
+            y.len(),
+            a.len(),
+            b.len()
+        )));
+    }
+    pool.install(|| {
+        y.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK))
+            .zip(b.par_chunks(CHUNK))
+            .for_each(|((yc, ac), bc)| {
+                for ((v, &p), &q) in yc.iter_mut().zip(ac).zip(bc) {
+                    *v = p + q;
+                }
+            })
+    });
+    Ok(())
 }
 
 /// `dst[i*row_len..(i+1)*row_len] = src[rows[i]*row_len..(rows[i]+1)*row_len]`;

@@ -157,6 +157,9 @@ impl<T: Scalar> Backend for Cpu<T> {
         memory::axpy(self.pool(), y, a, x);
         Ok(())
     }
+    fn add(&self, y: &mut Vec<T>, a: &Vec<T>, b: &Vec<T>) -> Result<()> {
+        memory::add(self.pool(), y, a, b)
+    }
     fn gather_rows(
         &self,
         dst: &mut Vec<T>,

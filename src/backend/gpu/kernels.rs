@@ -42,7 +42,7 @@ macro_rules! kernel_table {
 
 kernel_table! {
     // kernels/memory.cu
-    copy_range, fill, axpy, gather_rows,
+    copy_range, fill, axpy, add, gather_rows,
     // kernels/activation.cu
     act_fwd, act_bwd, act_dual_bwd,
     // kernels/pool.cu
@@ -129,6 +129,25 @@ pub(crate) fn axpy<L: Launcher>(
             &k::axpy,
             launch::elementwise(n as u64),
             &mut [a(&y), a(&x), a(&alpha), a(&n)],
+        )
+    }
+}
+
+pub(crate) fn add<L: Launcher>(
+    l: &L,
+    y: &mut L::Buf,
+    a_in: &L::Buf,
+    b_in: &L::Buf,
+    n: u32,
+) -> Result<()> {
+    let (y, ap, bp) = (l.ptr_mut(y), l.ptr(a_in), l.ptr(b_in));
+    // SAFETY: add(float* y, const float* a, const float* b, unsigned n); all three hold
+    // n floats (checked by the caller); y is distinct from a and b (&mut).
+    unsafe {
+        l.launch(
+            &k::add,
+            launch::elementwise(n as u64),
+            &mut [a(&y), a(&ap), a(&bp), a(&n)],
         )
     }
 }

@@ -343,6 +343,15 @@ impl<L: Launcher> Backend for Gpu<L> {
         }
         kernels::axpy(&self.l, y, a, x, n)
     }
+    fn add(&self, y: &mut L::Buf, a: &L::Buf, b: &L::Buf) -> Result<()> {
+        check_len("add", "a", self.l.len(a), self.l.len(y))?;
+        check_len("add", "b", self.l.len(b), self.l.len(y))?;
+        let n = check_u32("add", self.l.len(y))?;
+        if n == 0 {
+            return Ok(());
+        }
+        kernels::add(&self.l, y, a, b, n)
+    }
     fn gather_rows(
         &self,
         dst: &mut L::Buf,
