@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use dsa_condense::backend::cpu::Cpu;
 use dsa_condense::backend::{AffineParam, AugOp, Backend, Metric};
 use dsa_condense::engine::{matching_flops, ClassInput, Mode, Network, WorkspaceOpts};
-use dsa_condense::model::ConvNetConfig;
+use dsa_condense::model::{plan, Model};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::{Duration, Instant};
@@ -61,8 +61,8 @@ fn bench(c: &mut Criterion) {
         .unwrap_or(0);
     let be = Cpu::<f32>::new(threads).expect("cpu backend");
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let cfg = ConvNetConfig::default_for(1, 28, 28, K);
-    let mut net = Network::new(&be, cfg, &mut rng).expect("network");
+    let model = Model::from_name("ConvNet", 1, 28, 28, K).expect("model");
+    let mut net = Network::new(&be, model.clone(), &mut rng).expect("network");
     println!("backend {}", be.name());
     let (peak, _) = common::sgemm_peak(be.threads());
     println!(
@@ -78,9 +78,8 @@ fn bench(c: &mut Criterion) {
     let labels: Vec<u32> = (0..N_REAL as u32).map(|i| i % K as u32).collect();
     let lab = be.upload_labels(&labels).expect("labels");
     let mut g = be.alloc(net.layout().total).expect("alloc");
-    let f = cfg.forward_flops(N_REAL).expect("flops");
-    let c1 = cfg.conv_shapes(N_REAL).expect("shapes")[0].flops();
-    let fb_flop = 3.0 * f - c1;
+    let (_, p) = plan::compile(&model, N_REAL).expect("plan");
+    let fb_flop = 3.0 * p.forward_flops() - p.input_op_flops();
     let mut group = c.benchmark_group("engine");
     group
         .sample_size(10)
@@ -102,7 +101,7 @@ fn bench(c: &mut Criterion) {
     let syn_all = be.upload(&rnd(&mut rng, K * IPC * IMG)).expect("upload");
     let syn0 = be.upload(&rnd(&mut rng, IPC * IMG)).expect("upload");
     let augs: Vec<_> = (0..K).map(|c| aug(IPC, c as f32)).collect();
-    let class_flop = matching_flops(&cfg, N_REAL, IPC).expect("flops");
+    let class_flop = matching_flops(&model, N_REAL, IPC).expect("flops");
     timed("matching step, 1 class", class_flop, peak, 2, || {
         net.matching_grad(&mut mw, &x, &syn0, 3, &augs[3], Metric::Ours)
             .expect("match");

@@ -1,14 +1,16 @@
 //! A few DSA gradient-matching outer steps on random data: 10 classes of 1x28x28
-//! images, the default ConvNet, ipc 1, a fresh network per step (as every DSA
+//! images, the default ConvNet (or `--model`), ipc 1, a fresh network per step (as every DSA
 //! iteration with ipc 1), one siamese augmentation draw per class, and image SGD
 //! (lr 0.1, momentum 0.5). Prints the matching loss and the time per step.
 //!
-//! `cargo run --release --example matching -- [--batch-real 256] [--steps 5] [--threads 0] [--seed 0]`
+//! `cargo run --release --example matching -- [--model ConvNet] [--batch-real 256] [--steps 5] [--threads 0] [--seed 0]`
+//! (`--model`: any architecture name; BatchNorm models refresh their statistics on
+//! 16 random images per class before each step)
 
 use dsa_condense::backend::cpu::Cpu;
 use dsa_condense::backend::{AffineParam, AugOp, Backend, ImgShape, IntParam, Metric, SgdParams};
 use dsa_condense::engine::{matching_flops, ClassInput, Network};
-use dsa_condense::model::ConvNetConfig;
+use dsa_condense::model::Model;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
@@ -60,11 +62,16 @@ fn main() -> anyhow::Result<()> {
 
     let be = Cpu::<f32>::new(threads)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let cfg = ConvNetConfig::from_name("ConvNet", 1, 28, 28, k)?;
-    let mut net = Network::new(&be, cfg, &mut rng)?;
+    let name = args
+        .iter()
+        .position(|a| a == "--model")
+        .and_then(|i| args.get(i + 1))
+        .map_or("ConvNet", String::as_str);
+    let model = Model::from_name(name, 1, 28, 28, k)?;
+    let mut net = Network::new(&be, model.clone(), &mut rng)?;
     let mut mw = net.match_workspace(batch_real, ipc)?;
     println!(
-        "{}: ConvNet ({} parameters), {k} classes, ipc {ipc}, batch_real {batch_real}",
+        "{}: {name} ({} parameters), {k} classes, ipc {ipc}, batch_real {batch_real}",
         be.name(),
         net.layout().total
     );
@@ -102,7 +109,19 @@ fn main() -> anyhow::Result<()> {
         momentum: 0.5,
         weight_decay: 0.0,
     };
-    let flops_class = matching_flops(&cfg, batch_real, ipc)?;
+    let flops_class = matching_flops(&model, batch_real, ipc)?;
+    let bn_n = 16 * k;
+    let mut bn = match model.has_batchnorm() {
+        true => Some((
+            net.workspace(bn_n, Default::default())?,
+            be.upload(
+                &(0..bn_n * img)
+                    .map(|_| rng.random_range(-1.0f32..1.0))
+                    .collect::<Vec<_>>(),
+            )?,
+        )),
+        false => None,
+    };
     for step in 0..steps {
         let t0 = Instant::now();
         net.reinit(&mut rng)?;
@@ -126,7 +145,8 @@ fn main() -> anyhow::Result<()> {
                 aug: &augs[c],
             })
             .collect();
-        let loss = net.outer_grad(&mut mw, &syn, &classes, Metric::Ours, &mut dsyn, None)?;
+        let bn_batch = bn.as_mut().map(|(ws, x)| (ws, &*x));
+        let loss = net.outer_grad(&mut mw, &syn, &classes, Metric::Ours, &mut dsyn, bn_batch)?;
         be.sgd_step(&mut syn, &dsyn, &mut mom, hp)?;
         be.synchronize()?;
         let dt = t0.elapsed().as_secs_f64();

@@ -73,8 +73,7 @@ fn bad_options_fail_with_the_option_named() {
     fails_naming(&["condense", "--method", "foo"], "--method");
     fails_naming(&["condense", "--dataset", "imagenet"], "--dataset");
     fails_naming(&["condense", "--model", "ResNet99"], "--model");
-    // A reference architecture that is not implemented: refused before any data is read.
-    fails_naming(&["condense", "--model", "ResNet18"], "does not implement");
+    fails_naming(&["condense", "--eval-mode", "X"], "--eval-mode");
     fails_naming(
         &["condense", "--dsa-strategy", "color_blur"],
         "--dsa-strategy",
@@ -85,10 +84,9 @@ fn bad_options_fail_with_the_option_named() {
     fails_naming(&["condense", "--no-such-option"], "--no-such-option");
 }
 
-#[test]
-fn ipc_larger_than_a_class_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().join("folder");
+/// A two-class image folder of one 4x4 grey image per class and split.
+fn tiny_folder(dir: &std::path::Path) -> String {
+    let d = dir.join("folder");
     for class in ["a", "b"] {
         for split in ["train", "test"] {
             let p = d.join(split).join(class);
@@ -96,7 +94,31 @@ fn ipc_larger_than_a_class_is_an_error() {
             image::GrayImage::new(4, 4).save(p.join("0.png")).unwrap();
         }
     }
-    let ds = format!("folder:{}", d.display());
+    format!("folder:{}", d.display())
+}
+
+#[test]
+fn an_architecture_that_cannot_take_the_images_is_named_with_the_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = tiny_folder(dir.path());
+    let out = dir.path().join("out");
+    // as the training model, and as an evaluation model of the pool
+    for extra in [["--model", "LeNet"], ["--eval-mode", "M"]] {
+        let mut args = vec!["condense", "--dataset", &ds, "--out", out.to_str().unwrap()];
+        args.extend(extra);
+        let o = run(&args);
+        let (_, err) = text(&o);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(err.contains("--model"), "{err}");
+        assert!(err.contains("LeNet") || err.contains("MLP"), "{err}");
+        assert!(err.contains("4x4"), "{err}");
+    }
+}
+
+#[test]
+fn ipc_larger_than_a_class_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = tiny_folder(dir.path());
     let out = dir.path().join("out");
     let o = run(&[
         "condense",
@@ -212,6 +234,85 @@ fn defaults_follow_the_reference() {
     .unwrap();
     assert_eq!(c.eval_epochs(&c.eval_models()[0]), 1000);
     assert_eq!(get_loops(50), Some((50, 10)));
+
+    // Every architecture is accepted (case-insensitively), named as the reference.
+    for name in dsa_condense::model::ARCHITECTURES {
+        let c = CondenseArgs {
+            model: Some(name.to_lowercase()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(&c.model, name);
+    }
+    // The pools of the evaluation modes, evaluated once, at the end.
+    let pool = |mode: &str| {
+        let c = CondenseArgs {
+            eval_mode: Some(mode.into()),
+            iterations: Some(1000),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.eval_iterations(), vec![1000], "mode {mode}");
+        c.eval_models()
+    };
+    assert_eq!(
+        pool("M"),
+        ["MLP", "ConvNet", "LeNet", "AlexNet", "VGG11", "ResNet18"]
+    );
+    assert_eq!(
+        pool("B"),
+        [
+            "ConvNetBN",
+            "ConvNetASwishBN",
+            "AlexNetBN",
+            "VGG11BN",
+            "ResNet18BN"
+        ]
+    );
+    assert_eq!(
+        pool("w"),
+        ["ConvNetW32", "ConvNetW64", "ConvNetW128", "ConvNetW256"]
+    );
+    assert_eq!(
+        pool("D"),
+        ["ConvNetD1", "ConvNetD2", "ConvNetD3", "ConvNetD4"]
+    );
+    assert_eq!(
+        pool("A"),
+        ["ConvNetAS", "ConvNetAR", "ConvNetAL", "ConvNetASwish"]
+    );
+    assert_eq!(pool("P"), ["ConvNetNP", "ConvNetMP", "ConvNetAP"]);
+    assert_eq!(
+        pool("N"),
+        [
+            "ConvNetNN",
+            "ConvNetBN",
+            "ConvNetLN",
+            "ConvNetIN",
+            "ConvNetGN"
+        ]
+    );
+    // S and SS evaluate every eval_every iterations and at the end.
+    let c = CondenseArgs {
+        eval_mode: Some("SS".into()),
+        model: Some("ResNet18BN_AP".into()),
+        iterations: Some(1000),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap();
+    assert_eq!(c.eval_iterations(), vec![0, 500, 1000]);
+    assert_eq!(c.eval_models(), ["ResNet18BN_AP"]);
+    let c = CondenseArgs {
+        model: Some("ResNet18BN_AP".into()),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap();
+    assert_eq!(c.eval_models(), ["ResNet18"]);
+
     assert_eq!(get_loops(7), None);
 
     let c = CondenseArgs {

@@ -23,77 +23,14 @@
 //! `(8(f(x+h) - f(x-h)) - (f(x+2h) - f(x-2h))) / 12h` with h = 1e-4
 //! (error ~h^4 f^(5)) for mse/cos, whose gradients are small against `D ~ 1`.
 
-use dsa_condense::backend::cpu::Cpu;
-use dsa_condense::backend::{Act, AffineParam, AugOp, Backend, ImgShape, Metric};
+use dsa_condense::backend::{Act, Backend, ImgShape, Metric};
 use dsa_condense::engine::{Mode, Network, WorkspaceOpts};
-use dsa_condense::model::{ConvNetConfig, Norm, Pool};
+use dsa_condense::model::{ConvNetConfig, Norm, ParamInit, Pool};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-type B = Cpu<f64>;
-const TOL: f64 = 1e-6;
-const STEP: f64 = 1e-5;
-const STEP_KINK: f64 = 1e-6;
-const STEP4: f64 = 1e-4;
-const F_REL: f64 = 1e-14;
-
-/// A finite-difference gradient and its rounding-error bound.
-struct Fd {
-    grad: Vec<f64>,
-    atol: f64,
-}
-
-fn rand_vec(rng: &mut ChaCha8Rng, n: usize, scale: f64) -> Vec<f64> {
-    (0..n).map(|_| rng.random_range(-scale..scale)).collect()
-}
-
-/// Compares an analytic gradient with finite differences; Err describes the
-/// worst and the first mismatching element.
-fn compare(what: &str, analytic: &[f64], fd: &Fd) -> Result<f64, String> {
-    let scale = fd.grad.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    compare_scaled(what, analytic, &fd.grad, scale, fd.atol)
-}
-
-/// [`compare`] of a part of a gradient, against the whole gradient's scale (the
-/// floor is `1e-2 * scale`) and the finite difference's rounding bound `atol`.
-/// Returns the largest `|analytic - fd| / max(|analytic|, |fd|, floor)`.
-fn compare_scaled(
-    what: &str,
-    analytic: &[f64],
-    fd: &[f64],
-    scale: f64,
-    atol: f64,
-) -> Result<f64, String> {
-    assert_eq!(analytic.len(), fd.len());
-    if !scale.is_finite() || analytic.iter().any(|v| !v.is_finite()) {
-        return Err(format!("{what}: non-finite values"));
-    }
-    if scale == 0.0 {
-        return Err(format!(
-            "{what}: finite-difference gradient is identically zero (test cannot fail)"
-        ));
-    }
-    let floor = 1e-2 * scale;
-    let (mut worst, mut worst_i, mut first) = (0.0f64, 0usize, None);
-    for (i, (a, f)) in analytic.iter().zip(fd).enumerate() {
-        let r = a.abs().max(f.abs()).max(floor);
-        let e = (a - f).abs() / r;
-        if e > worst {
-            worst = e;
-            worst_i = i;
-        }
-        if (a - f).abs() > TOL * r + atol && first.is_none() {
-            first = Some((i, *a, *f));
-        }
-    }
-    match first {
-        None => Ok(worst),
-        Some((i, a, f)) => Err(format!(
-            "{what}: max rel err {worst:.3e} at {worst_i} (analytic {}, fd {}); first mismatch at {i}: analytic {a}, fd {f} (atol {atol:.1e})",
-            analytic[worst_i], fd[worst_i]
-        )),
-    }
-}
+mod netcheck;
+use netcheck::*;
 
 /// True for networks without kinks (sigmoid / swish, no max pooling).
 fn smooth(cfg: &ConvNetConfig) -> bool {
@@ -104,35 +41,6 @@ fn smooth(cfg: &ConvNetConfig) -> bool {
 fn central_fd(cfg: &ConvNetConfig, x0: &[f64], f: impl FnMut(&[f64]) -> f64) -> Fd {
     let h = if smooth(cfg) { STEP } else { STEP_KINK };
     fd_stencil(x0, f, false, h)
-}
-
-/// Central differences with step `h`: second order, or fourth order.
-fn fd_stencil(x0: &[f64], mut f: impl FnMut(&[f64]) -> f64, fourth: bool, h: f64) -> Fd {
-    let f0 = f(x0).abs().max(1.0);
-    let atol = if fourth {
-        1.5 * F_REL * f0 / h
-    } else {
-        F_REL * f0 / h
-    };
-    let mut x = x0.to_vec();
-    let mut at = |x: &mut Vec<f64>, i: usize, d: f64| {
-        x[i] = x0[i] + d;
-        let v = f(x);
-        x[i] = x0[i];
-        v
-    };
-    let grad = (0..x0.len())
-        .map(|i| {
-            if fourth {
-                let d1 = at(&mut x, i, h) - at(&mut x, i, -h);
-                let d2 = at(&mut x, i, 2.0 * h) - at(&mut x, i, -2.0 * h);
-                (8.0 * d1 - d2) / (12.0 * h)
-            } else {
-                (at(&mut x, i, h) - at(&mut x, i, -h)) / (2.0 * h)
-            }
-        })
-        .collect();
-    Fd { grad, atol }
 }
 
 fn small_cfg(in_channels: usize, norm: Norm, act: Act, pool: Pool) -> ConvNetConfig {
@@ -149,20 +57,6 @@ fn small_cfg(in_channels: usize, norm: Norm, act: Act, pool: Pool) -> ConvNetCon
     }
 }
 
-/// Non-trivial BatchNorm running state (mean != 0, var != 1).
-fn randomise_running(net: &mut Network<'_, B>, rng: &mut ChaCha8Rng) {
-    let l = net.layout().clone();
-    let mut r = vec![0.0; l.running_total];
-    for seg in &l.running {
-        let c = seg.len as usize / 2;
-        for i in 0..c {
-            r[seg.off as usize + i] = rng.random_range(-0.3..0.3);
-            r[seg.off as usize + c + i] = rng.random_range(0.5..1.5);
-        }
-    }
-    net.set_running(&r).unwrap();
-}
-
 fn first_order_check(cfg: ConvNetConfig, mode: Mode, seed: u64) {
     let be = B::new(1).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -173,7 +67,7 @@ fn first_order_check(cfg: ConvNetConfig, mode: Mode, seed: u64) {
     // perturb gamma/beta away from 1/0 so their gradients are exercised generically
     let mut p = be.download(net.params()).unwrap();
     for t in &net.layout().tensors {
-        if t.name.starts_with("norm") {
+        if matches!(t.init, ParamInit::Ones | ParamInit::Zeros) {
             for v in &mut p[t.seg.range()] {
                 *v += rng.random_range(-0.2..0.2);
             }
@@ -253,21 +147,6 @@ fn param_and_input_gradients_every_layer_kind() {
         Mode::Train,
         8,
     );
-}
-
-/// A rotation by `deg` followed by a contrast change, for `n` images (one siamese draw).
-fn fixed_aug(n: usize, deg: f32, contrast: f32) -> Vec<AugOp> {
-    let a = deg.to_radians();
-    let rot = AffineParam {
-        a00: a.cos(),
-        a01: -a.sin(),
-        a10: a.sin(),
-        a11: a.cos(),
-    };
-    vec![
-        AugOp::Affine(vec![rot; n]),
-        AugOp::Contrast(vec![contrast; n]),
-    ]
 }
 
 struct MatchCase {
@@ -427,7 +306,13 @@ fn wrong_second_order_gradient_is_caught() {
     net.matching_loss(&mut mw, &real, &s, class, &[], Metric::Ours)
         .unwrap();
     let mut v = be.download(&mw.v).unwrap();
-    v[net.layout().fc_w.range()].fill(0.0);
+    v[net
+        .layout()
+        .tensor("classifier.weight")
+        .unwrap()
+        .seg
+        .range()]
+    .fill(0.0);
     let v = be.upload(&v).unwrap();
     net.dual_input_grad(&mut mw.syn, &s, &labels, &v).unwrap();
     let wrong = be.download(mw.syn.input_grad().unwrap()).unwrap();

@@ -10,10 +10,10 @@ use dsa_condense::augment::legacy::{crop_shift, rotate_spline, scale_nearest};
 use dsa_condense::augment::{dc_augment, DcOp, DcParams, DcStrategy};
 use dsa_condense::backend::cpu::Cpu;
 use dsa_condense::condense::config::{CondenseArgs, CondenseConfig};
-use dsa_condense::condense::run::{eval_options, eval_settings};
+use dsa_condense::condense::evaluate::{eval_options, eval_settings};
 use dsa_condense::data::Split;
 use dsa_condense::eval::{train_and_test, DeviceSplit, TrainSet};
-use dsa_condense::model::ConvNetConfig;
+use dsa_condense::model::Model;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -492,7 +492,7 @@ fn evaluation_trains_with_the_dc_augmentation_on_the_cpu_backend() {
         },
     )
     .unwrap();
-    let net = ConvNetConfig::from_name("ConvNetD2", c, h, w, k).unwrap();
+    let net = Model::from_name("ConvNetD2", c, h, w, k).unwrap();
     let mut config = cfg("dc", "MNIST", "ConvNet", "S");
     config.epoch_eval_train = Some(6);
     config.batch_train = 4;
@@ -505,7 +505,7 @@ fn evaluation_trains_with_the_dc_augmentation_on_the_cpu_backend() {
     let run = |seed: u64| {
         train_and_test(
             &be,
-            net,
+            &net,
             train,
             &test,
             &opts,
@@ -527,7 +527,7 @@ fn evaluation_trains_with_the_dc_augmentation_on_the_cpu_backend() {
     };
     let p = train_and_test(
         &be,
-        net,
+        &net,
         train,
         &test,
         &plain,

@@ -423,3 +423,141 @@ fn binary_condenses_evaluates_and_baselines_fashion_mnist() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad.safetensors"));
 }
+
+/// Options of a tiny Fashion-MNIST run (`None` when the dataset is missing).
+fn tiny_fmnist(extra: &[&'static str]) -> Option<Vec<&'static str>> {
+    if !Path::new(FMNIST)
+        .join("train-images-idx3-ubyte.gz")
+        .exists()
+    {
+        println!("skipped: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+        return None;
+    }
+    let mut v = vec![
+        "--dataset",
+        "FashionMNIST",
+        "--data-dir",
+        FMNIST,
+        "--no-download",
+        "--ipc",
+        "1",
+        "--num-exp",
+        "1",
+        "--num-eval",
+        "1",
+        "--epoch-eval-train",
+        "2",
+        "--limit-train",
+        "500",
+        "--limit-test",
+        "100",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--seed",
+        "5",
+    ];
+    v.extend(extra);
+    Some(v)
+}
+
+fn report_of(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+}
+
+/// The result table of a report: (model, networks, epochs) per row.
+fn result_rows(r: &serde_json::Value) -> Vec<(String, u64, u64)> {
+    r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let acc = row["accuracy"]["mean"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&acc), "{row}");
+            (
+                row["model"].as_str().unwrap().to_string(),
+                row["accuracy"]["n"].as_u64().unwrap(),
+                row["epochs"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn binary_condenses_with_lenet_and_evaluates_the_cross_architecture_pool() {
+    let Some(common) = tiny_fmnist(&[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut args = vec![
+        "condense",
+        "--method",
+        "dsa",
+        "--model",
+        "LeNet",
+        "--eval-mode",
+        "M",
+        "--iterations",
+        "2",
+        "--eval-every",
+        "1",
+        "--batch-real",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(common);
+    let o = bin(&args);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "condense failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r = report_of(&out);
+    assert_eq!(r["config"]["model"], "LeNet");
+    assert_eq!(r["losses"].as_array().unwrap().len(), 3);
+    let models = ["MLP", "ConvNet", "LeNet", "AlexNet", "VGG11", "ResNet18"];
+    let rows = result_rows(&r);
+    assert_eq!(
+        rows,
+        models
+            .iter()
+            .map(|m| (m.to_string(), 1, 2))
+            .collect::<Vec<_>>()
+    );
+    // A pool mode evaluates once, at the end, whatever --eval-every says.
+    for e in r["evaluations"].as_array().unwrap() {
+        assert_eq!(e["iteration"].as_u64(), Some(2), "{e}");
+    }
+    assert_eq!(r["evaluations"].as_array().unwrap().len(), models.len());
+    for m in models {
+        assert!(stdout.contains(m), "{m} missing from the table: {stdout}");
+    }
+    assert!(stdout.contains("augmentation"), "{stdout}");
+}
+
+#[test]
+fn baseline_in_mode_w_evaluates_four_widths() {
+    let Some(common) = tiny_fmnist(&["--method", "dsa", "--eval-mode", "W"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("base");
+    let mut args = vec!["baseline", "--out", out.to_str().unwrap()];
+    args.extend(common);
+    let o = bin(&args);
+    assert!(
+        o.status.success(),
+        "baseline failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rows = result_rows(&report_of(&out));
+    let widths: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        widths,
+        ["ConvNetW32", "ConvNetW64", "ConvNetW128", "ConvNetW256"]
+    );
+    assert!(rows.iter().all(|r| r.1 == 1 && r.2 == 2), "{rows:?}");
+}

@@ -275,7 +275,7 @@ impl Job for CondenseJob<'_> {
         report.dataset = ds.name.clone();
         report.backend = backend_name;
         report.seed = cfg.seed;
-        report.eval_options = condense::run::eval_settings(cfg)?;
+        report.eval_options = condense::evaluate::eval_settings(cfg)?;
         report.losses = res.losses.clone();
         report.evaluations = res.evaluations.clone();
         for model in cfg.eval_models() {
@@ -287,6 +287,7 @@ impl Job for CondenseJob<'_> {
                 .collect();
             report.final_accuracy.insert(model, Summary::of(&accs));
         }
+        report.fill_results(&cfg.eval_models());
         for (e, exp) in res.experiments.iter().enumerate() {
             let mut meta = BTreeMap::new();
             meta.insert("dataset".to_string(), ds.name.clone());
@@ -353,7 +354,7 @@ impl Job for EvalJob<'_> {
         let t0 = Instant::now();
         let mut progress = Progress::new(self.cfg);
         progress.bar = None;
-        let recs = condense::run::evaluate_set(
+        let recs = condense::evaluate::evaluate_set(
             be,
             self.cfg,
             self.ds,
@@ -368,11 +369,12 @@ impl Job for EvalJob<'_> {
         report.dataset = self.ds.name.clone();
         report.backend = backend_name;
         report.seed = self.cfg.seed;
-        report.eval_options = condense::run::eval_settings(self.cfg)?;
+        report.eval_options = condense::evaluate::eval_settings(self.cfg)?;
         for r in &recs {
             report.final_accuracy.insert(r.model.clone(), r.summary);
         }
         report.evaluations = recs;
+        report.fill_results(&self.cfg.eval_models());
         report
             .timings
             .insert("eval_seconds".into(), t0.elapsed().as_secs_f64());
@@ -384,15 +386,25 @@ impl Job for EvalJob<'_> {
 }
 
 fn print_final(report: &Report) {
-    for (model, s) in &report.final_accuracy {
+    if let [r] = report.results.as_slice() {
         println!(
-            "{} {}: test accuracy {:.2} +- {:.2} % (mean +- std over {} networks)",
+            "{} {}: test accuracy {:.2} +- {:.2} % (mean +- std over {} networks, {} epochs, augmentation {})",
             report.command,
-            model,
-            100.0 * s.mean,
-            100.0 * s.std,
-            s.n
+            r.model,
+            100.0 * r.accuracy.mean,
+            100.0 * r.accuracy.std,
+            r.accuracy.n,
+            r.epochs,
+            r.augmentation
         );
+        return;
+    }
+    println!(
+        "{}: final test accuracy per evaluation model (mean +- std over networks)",
+        report.command
+    );
+    for line in report.results_table() {
+        println!("  {line}");
     }
 }
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::DcStrategy;
 use crate::data::{Dataset, DatasetKind};
+use crate::model::ARCHITECTURES;
 use crate::{Error, Result};
 
 /// Condensation method.
@@ -23,13 +24,72 @@ pub enum Method {
     Dsa,
 }
 
-/// Which models evaluate the synthetic set (SPEC §5.8).
+/// Which models evaluate the synthetic set (the reference's `eval_mode`, see
+/// `docs/architectures.md`). `S` and `SS` evaluate at every evaluation point; the
+/// pools evaluate once, after the last iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EvalMode {
-    /// The training model with its `BN` suffix removed.
+    /// The training model with the part of its name from `BN` onward removed.
     S,
     /// The training model exactly.
     SS,
+    /// Cross-architecture: MLP, ConvNet, LeNet, AlexNet, VGG11, ResNet18.
+    M,
+    /// BatchNorm cross-architecture: ConvNetBN, ConvNetASwishBN, AlexNetBN,
+    /// VGG11BN, ResNet18BN.
+    B,
+    /// Width ablation: ConvNetW32, W64, W128, W256.
+    W,
+    /// Depth ablation: ConvNetD1 .. D4.
+    D,
+    /// Activation ablation: ConvNetAS, AR, AL, ASwish.
+    A,
+    /// Pooling ablation: ConvNetNP, MP, AP.
+    P,
+    /// Normalisation ablation: ConvNetNN, BN, LN, IN, GN.
+    N,
+}
+
+impl EvalMode {
+    /// Every mode with its command-line spelling.
+    pub const ALL: [(&'static str, EvalMode); 9] = [
+        ("S", EvalMode::S),
+        ("SS", EvalMode::SS),
+        ("M", EvalMode::M),
+        ("B", EvalMode::B),
+        ("W", EvalMode::W),
+        ("D", EvalMode::D),
+        ("A", EvalMode::A),
+        ("P", EvalMode::P),
+        ("N", EvalMode::N),
+    ];
+
+    /// The fixed model pool of a pool mode (`None` for `S` and `SS`, whose model
+    /// follows the training model).
+    pub fn pool(self) -> Option<&'static [&'static str]> {
+        Some(match self {
+            EvalMode::S | EvalMode::SS => return None,
+            EvalMode::M => &["MLP", "ConvNet", "LeNet", "AlexNet", "VGG11", "ResNet18"],
+            EvalMode::B => &[
+                "ConvNetBN",
+                "ConvNetASwishBN",
+                "AlexNetBN",
+                "VGG11BN",
+                "ResNet18BN",
+            ],
+            EvalMode::W => &["ConvNetW32", "ConvNetW64", "ConvNetW128", "ConvNetW256"],
+            EvalMode::D => &["ConvNetD1", "ConvNetD2", "ConvNetD3", "ConvNetD4"],
+            EvalMode::A => &["ConvNetAS", "ConvNetAR", "ConvNetAL", "ConvNetASwish"],
+            EvalMode::P => &["ConvNetNP", "ConvNetMP", "ConvNetAP"],
+            EvalMode::N => &[
+                "ConvNetNN",
+                "ConvNetBN",
+                "ConvNetLN",
+                "ConvNetIN",
+                "ConvNetGN",
+            ],
+        })
+    }
 }
 
 /// Synthetic set initialisation (SPEC §4.4).
@@ -62,41 +122,6 @@ pub enum BackendChoice {
     /// The CUDA backend (error if unavailable).
     Cuda,
 }
-
-/// Model names accepted by the network factory (SPEC §1.3, §1.4).
-pub const MODEL_NAMES: &[&str] = &[
-    "ConvNet",
-    "ConvNetD1",
-    "ConvNetD2",
-    "ConvNetD3",
-    "ConvNetD4",
-    "ConvNetW32",
-    "ConvNetW64",
-    "ConvNetW128",
-    "ConvNetW256",
-    "ConvNetAS",
-    "ConvNetAR",
-    "ConvNetAL",
-    "ConvNetASwish",
-    "ConvNetASwishBN",
-    "ConvNetNN",
-    "ConvNetBN",
-    "ConvNetLN",
-    "ConvNetIN",
-    "ConvNetGN",
-    "ConvNetNP",
-    "ConvNetMP",
-    "ConvNetAP",
-    "MLP",
-    "LeNet",
-    "AlexNet",
-    "AlexNetBN",
-    "VGG11",
-    "VGG11BN",
-    "ResNet18",
-    "ResNet18BN",
-    "ResNet18BN_AP",
-];
 
 /// DSA augmentation groups (SPEC §2.3).
 pub const DSA_GROUPS: &[&str] = &["color", "crop", "cutout", "flip", "scale", "rotate"];
@@ -137,13 +162,18 @@ pub struct CondenseArgs {
     /// Dataset: MNIST, FashionMNIST, SVHN, CIFAR10, CIFAR100, folder:PATH [default: CIFAR10].
     #[arg(long)]
     pub dataset: Option<String>,
-    /// Model [default: ConvNet].
+    /// Model: ConvNet and its variants (ConvNetD1..D4, W32..W256, AS/AR/AL/ASwish,
+    /// ASwishBN, NN/BN/LN/IN/GN, NP/MP/AP), MLP, LeNet, AlexNet, AlexNetBN, VGG11,
+    /// VGG11BN, ResNet18, ResNet18BN, ResNet18BN_AP [default: ConvNet].
     #[arg(long)]
     pub model: Option<String>,
     /// Images per class [default: 1].
     #[arg(long)]
     pub ipc: Option<usize>,
-    /// Evaluation mode: S or SS [default: S].
+    /// Evaluation models: S (the model without its BN suffix), SS (the model),
+    /// or a pool evaluated once at the end: M (MLP, ConvNet, LeNet, AlexNet,
+    /// VGG11, ResNet18), B (BatchNorm models), W (widths), D (depths),
+    /// A (activations), P (poolings), N (normalisations) [default: S].
     #[arg(long)]
     pub eval_mode: Option<String>,
     /// Independent condensation runs [default: 5].
@@ -234,7 +264,7 @@ pub struct CondenseConfig {
     /// Dataset.
     #[serde(with = "dataset_serde")]
     pub dataset: DatasetKind,
-    /// Training model name (one of [`MODEL_NAMES`]).
+    /// Training model name (one of [`ARCHITECTURES`]).
     pub model: String,
     /// Images per class.
     pub ipc: usize,
@@ -422,7 +452,7 @@ impl CondenseArgs {
         )?;
         let dataset = DatasetKind::parse(a.dataset.as_deref().unwrap_or("CIFAR10"))?;
         let model_in = a.model.as_deref().unwrap_or("ConvNet");
-        let model = MODEL_NAMES
+        let model = ARCHITECTURES
             .iter()
             .find(|m| m.eq_ignore_ascii_case(model_in))
             .ok_or_else(|| {
@@ -430,21 +460,11 @@ impl CondenseArgs {
                     "model",
                     format!(
                         "unknown model '{model_in}' (expected one of: {})",
-                        MODEL_NAMES.join(", ")
+                        ARCHITECTURES.join(", ")
                     ),
                 )
             })?
             .to_string();
-        if !model.starts_with("ConvNet") {
-            return Err(Error::option(
-                "model",
-                format!(
-                    "{model} is a reference architecture this build does not implement yet \
-                     (implemented: ConvNet and its variants ConvNetD1..D4, W32..W256, \
-                     AS/AR/AL/ASwish, ASwishBN, NN/BN/LN/IN/GN, NP/MP/AP)"
-                ),
-            ));
-        }
         let ipc = a.ipc.unwrap_or(1);
         if ipc == 0 {
             return Err(Error::option("ipc", "must be at least 1"));
@@ -452,7 +472,7 @@ impl CondenseArgs {
         let eval_mode = parse_choice(
             "eval-mode",
             a.eval_mode.as_deref().unwrap_or("S"),
-            &[("S", EvalMode::S), ("SS", EvalMode::SS)],
+            &EvalMode::ALL,
         )?;
         let init = parse_choice(
             "init",
@@ -586,12 +606,14 @@ impl CondenseConfig {
         Ok(())
     }
 
-    /// Evaluation model names (SPEC §5.8): for `S` the training model with the
-    /// part from `BN` onward removed, for `SS` the training model itself.
+    /// Evaluation model names, in pool order: for `S` the training model with the
+    /// part from `BN` onward removed, for `SS` the training model itself, for the
+    /// other modes their pool ([`EvalMode::pool`]).
     pub fn eval_models(&self) -> Vec<String> {
-        match self.eval_mode {
-            EvalMode::SS => vec![self.model.clone()],
-            EvalMode::S => vec![match self.model.find("BN") {
+        match (self.eval_mode, self.eval_mode.pool()) {
+            (_, Some(pool)) => pool.iter().map(|m| m.to_string()).collect(),
+            (EvalMode::SS, None) => vec![self.model.clone()],
+            (_, None) => vec![match self.model.find("BN") {
                 Some(i) => self.model[..i].to_string(),
                 None => self.model.clone(),
             }],
@@ -624,9 +646,13 @@ impl CondenseConfig {
             })
     }
 
-    /// Iterations at which the synthetic set is evaluated: every `eval_every`
-    /// from 0, plus the last iteration.
+    /// Iterations at which the synthetic set is evaluated: for `S` and `SS` every
+    /// `eval_every` from 0 plus the last iteration; for the pool modes only the
+    /// last iteration.
     pub fn eval_iterations(&self) -> Vec<usize> {
+        if self.eval_mode.pool().is_some() {
+            return vec![self.iterations];
+        }
         let mut v: Vec<usize> = (0..=self.iterations).step_by(self.eval_every).collect();
         if v.last() != Some(&self.iterations) {
             v.push(self.iterations);

@@ -26,7 +26,7 @@ use crate::backend::{Backend, ImgShape, Scalar, SgdParams};
 use crate::data::Split;
 use crate::engine::{Mode, Network, Workspace, WorkspaceOpts};
 use crate::error::{Error, Result};
-use crate::model::ConvNetConfig;
+use crate::model::Model;
 
 /// Test batch size of the reference (SPEC §5.6).
 pub const TEST_BATCH: usize = 256;
@@ -129,13 +129,13 @@ fn to_backend<B: Backend>(be: &B, host: &[f32]) -> Result<B::Buf> {
 /// Trains one fresh network (drawn from `rng`) on `train` and tests it on `test`.
 pub fn train_and_test<B: Backend, R: Rng + ?Sized>(
     be: &B,
-    cfg: ConvNetConfig,
+    cfg: &Model,
     train: TrainSet<'_>,
     test: &DeviceSplit<B>,
     opts: &EvalOptions,
     rng: &mut R,
 ) -> Result<EvalOutcome> {
-    let img = cfg.in_channels * cfg.image_h * cfg.image_w;
+    let img = cfg.image_len();
     let n = train.labels.len();
     if n == 0 || train.images.len() != n * img {
         return Err(Error::Shape(format!(
@@ -159,7 +159,7 @@ pub fn train_and_test<B: Backend, R: Rng + ?Sized>(
     let chw = (cfg.in_channels, cfg.image_h, cfg.image_w);
     let mut host_batch: Vec<f32> = Vec::new();
     let mut host_elems: Vec<B::E> = Vec::new();
-    let mut net = Network::new(be, cfg, rng)?;
+    let mut net = Network::new(be, cfg.clone(), rng)?;
     let mut ws = Workspaces::new();
     let all = to_backend(be, train.images)?;
     let mut order: Vec<u32> = (0..n as u32).collect();

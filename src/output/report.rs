@@ -79,6 +79,32 @@ impl Summary {
     }
 }
 
+/// One row of a run's result table: an evaluation model's final accuracy
+/// beside how its networks were trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRow {
+    /// Evaluation model name.
+    pub model: String,
+    /// Mean and population std of the final test accuracies (fractions).
+    pub accuracy: Summary,
+    /// Training epochs of each network.
+    pub epochs: usize,
+    /// The augmentation the networks trained with: `dsa:<strategy>`,
+    /// `dc:<strategy>`, or `none`.
+    pub augmentation: String,
+}
+
+impl ResultRow {
+    /// The augmentation column of [`EvalSettings`].
+    pub fn augmentation_of(s: &EvalSettings) -> String {
+        match (&s.dsa_strategy, &s.dc_augmentation) {
+            (Some(d), _) => format!("dsa:{d}"),
+            (None, Some(d)) if d != "none" => format!("dc:{d}"),
+            _ => "none".into(),
+        }
+    }
+}
+
 /// A run's report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -103,6 +129,10 @@ pub struct Report {
     pub eval_options: BTreeMap<String, EvalSettings>,
     /// Per evaluation model, the statistics over all final accuracies.
     pub final_accuracy: BTreeMap<String, Summary>,
+    /// The result table: one row per evaluation model, in the evaluation
+    /// mode's order ([`Report::fill_results`]).
+    #[serde(default)]
+    pub results: Vec<ResultRow>,
     /// Named wall-clock timings in seconds.
     pub timings: BTreeMap<String, f64>,
     /// Files written (relative to the output directory).
@@ -117,6 +147,52 @@ impl Report {
             command: command.into(),
             ..Default::default()
         }
+    }
+
+    /// Fills [`Report::results`] from `final_accuracy` and `eval_options`, one row
+    /// per model of `models` (in that order) that has both.
+    pub fn fill_results(&mut self, models: &[String]) {
+        self.results = models
+            .iter()
+            .filter_map(|m| {
+                let accuracy = *self.final_accuracy.get(m)?;
+                let s = self.eval_options.get(m)?;
+                Some(ResultRow {
+                    model: m.clone(),
+                    accuracy,
+                    epochs: s.epochs,
+                    augmentation: ResultRow::augmentation_of(s),
+                })
+            })
+            .collect();
+    }
+
+    /// The result table as aligned text lines (header first): model, test
+    /// accuracy mean +- std in percent, networks, epochs, augmentation.
+    pub fn results_table(&self) -> Vec<String> {
+        let w = self
+            .results
+            .iter()
+            .map(|r| r.model.len())
+            .chain(["model".len()])
+            .max()
+            .unwrap_or(5);
+        let mut lines = vec![format!(
+            "{:<w$}  {:>15}  {:>4}  {:>6}  augmentation",
+            "model", "test acc. (%)", "nets", "epochs"
+        )];
+        for r in &self.results {
+            let acc = format!(
+                "{:.2} +- {:.2}",
+                100.0 * r.accuracy.mean,
+                100.0 * r.accuracy.std
+            );
+            lines.push(format!(
+                "{:<w$}  {:>15}  {:>4}  {:>6}  {}",
+                r.model, acc, r.accuracy.n, r.epochs, r.augmentation
+            ));
+        }
+        lines
     }
 
     /// Writes the report as pretty JSON, atomically.

@@ -1,0 +1,120 @@
+//! Evaluation of a synthetic set during and after condensation: the evaluation
+//! models of the run's mode, their training options, and the per-model records.
+
+use std::collections::BTreeMap;
+
+use super::config::{CondenseConfig, Method};
+use super::streams::{stream, Stream};
+use super::Observer;
+use crate::augment::{DcParams, DsaParams, Strategy};
+use crate::backend::Backend;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::eval::{train_and_test, DeviceSplit, EvalOptions, TrainSet};
+use crate::model::Model;
+use crate::output::report::{EvalRecord, EvalSettings, Summary};
+
+/// The architecture `model` for this dataset's image size and class count; an
+/// architecture that cannot take the size is an error naming both.
+pub fn model_for(model: &str, ds: &Dataset) -> Result<Model> {
+    Model::from_name(model, ds.channels, ds.height, ds.width, ds.num_classes).map_err(|e| match e {
+        Error::Option { .. } => e,
+        other => Error::option("model", other.to_string()),
+    })
+}
+
+/// The DSA strategy of the run (`None` for DC: no augmentation in condensation).
+pub fn strategy_of(cfg: &CondenseConfig) -> Result<Option<Strategy>> {
+    match cfg.method {
+        Method::Dc => Ok(None),
+        Method::Dsa => {
+            let s: Strategy = cfg.dsa_strategy.join("_").parse()?;
+            Ok(Some(s))
+        }
+    }
+}
+
+/// Evaluation options of the run for evaluation model `model_eval` (SPEC
+/// §5.2-5.4): the epochs and, for DC, the legacy augmentation depend on it.
+pub fn eval_options(cfg: &CondenseConfig, model_eval: &str) -> Result<EvalOptions> {
+    Ok(EvalOptions {
+        epochs: cfg.eval_epochs(model_eval),
+        lr: cfg.lr_net as f32,
+        batch_train: cfg.batch_train,
+        dsa: strategy_of(cfg)?,
+        dsa_params: DsaParams::default(),
+        dc_aug: cfg.dc_augmentation(model_eval),
+        dc_params: DcParams::default(),
+    })
+}
+
+/// What the report records of [`eval_options`], per evaluation model.
+pub fn eval_settings(cfg: &CondenseConfig) -> Result<BTreeMap<String, EvalSettings>> {
+    cfg.eval_models()
+        .into_iter()
+        .map(|model| {
+            let o = eval_options(cfg, &model)?;
+            let settings = EvalSettings {
+                epochs: o.epochs,
+                dsa_strategy: o.dsa.map(|s| s.to_string()),
+                dc_augmentation: o.dc_aug.map(|s| s.to_string()),
+            };
+            Ok((model, settings))
+        })
+        .collect()
+}
+
+/// Trains and tests `num_eval` fresh networks of every evaluation model on a host
+/// training set; one record per model. `stream_key` separates the random streams
+/// of different evaluation points.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_set<B: Backend>(
+    be: &B,
+    cfg: &CondenseConfig,
+    ds: &Dataset,
+    images: &[f32],
+    labels: &[u32],
+    experiment: usize,
+    iteration: usize,
+    obs: &mut dyn Observer,
+) -> Result<Vec<EvalRecord>> {
+    let test = DeviceSplit::new(be, &ds.test)?;
+    let mut out = Vec::new();
+    for (mi, model) in cfg.eval_models().iter().enumerate() {
+        let opts = eval_options(cfg, model)?;
+        let net = model_for(model, ds)?;
+        let mut accs = Vec::with_capacity(cfg.num_eval);
+        for j in 0..cfg.num_eval {
+            let mut rng = stream(
+                cfg.seed,
+                experiment,
+                iteration,
+                Stream::Eval,
+                (mi as u64) << 32 | j as u64,
+            );
+            let r = train_and_test(
+                be,
+                &net,
+                TrainSet { images, labels },
+                &test,
+                &opts,
+                &mut rng,
+            )?;
+            obs.message(&format!(
+                "exp {experiment} it {iteration}: {model} #{j}: train acc {:.4}, test acc {:.4}",
+                r.train_acc, r.test_acc
+            ));
+            accs.push(r.test_acc);
+        }
+        let rec = EvalRecord {
+            experiment,
+            iteration,
+            model: model.clone(),
+            summary: Summary::of(&accs),
+            accuracies: accs,
+        };
+        obs.evaluation(&rec);
+        out.push(rec);
+    }
+    Ok(out)
+}
