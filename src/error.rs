@@ -21,12 +21,13 @@ pub enum Error {
         msg: String,
     },
     /// A file that could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {err}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error. Not an error `source`: the message already holds
+        /// it, and a source would print it a second time in an error chain.
+        err: std::io::Error,
     },
     /// A data file whose content is invalid (wrong magic, truncated, mismatched counts).
     #[error("{path}: {msg}")]
@@ -74,7 +75,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            err: source,
         }
     }
 }

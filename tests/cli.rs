@@ -84,6 +84,41 @@ fn bad_options_fail_with_the_option_named() {
     fails_naming(&["condense", "--no-such-option"], "--no-such-option");
 }
 
+#[test]
+fn options_beyond_their_bounds_are_refused_before_any_work() {
+    fails_naming(&["condense", "--threads", "100000"], "--threads");
+    fails_naming(
+        &["condense", "--iterations", "18446744073709551615"],
+        "--iterations",
+    );
+    fails_naming(
+        &["condense", "--iterations", "5000000", "--eval-every", "1"],
+        "--eval-every",
+    );
+    fails_naming(
+        &["condense", "--epoch-eval-train", "0"],
+        "--epoch-eval-train",
+    );
+    fails_naming(
+        &["baseline", "--epoch-eval-train", "0"],
+        "--epoch-eval-train",
+    );
+    fails_naming(&["condense", "--num-eval", "1000000000"], "--num-eval");
+}
+
+#[test]
+fn an_io_error_names_the_file_and_says_the_os_message_once() {
+    let o = run(&["evaluate", "--synset", "/nonexistent/dir/set.safetensors"]);
+    assert!(!o.status.success());
+    let (_, err) = text(&o);
+    assert!(err.contains("/nonexistent/dir/set.safetensors"), "{err}");
+    assert_eq!(
+        err.matches("No such file or directory").count(),
+        1,
+        "the OS message once: {err}"
+    );
+}
+
 /// A two-class image folder of one 4x4 grey image per class and split.
 fn tiny_folder(dir: &std::path::Path) -> String {
     let d = dir.join("folder");

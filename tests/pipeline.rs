@@ -561,3 +561,162 @@ fn baseline_in_mode_w_evaluates_four_widths() {
     );
     assert!(rows.iter().all(|r| r.1 == 1 && r.2 == 2), "{rows:?}");
 }
+
+/// Every output file of a run, as bytes; `report.json` without what records how
+/// and where it ran (`timings`, `backend`, the `threads` and `out` options).
+fn output_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let bytes = std::fs::read(dir.join(&name)).unwrap();
+            if name != "report.json" {
+                return (name, bytes);
+            }
+            let mut r: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let top = r.as_object_mut().unwrap();
+            top.remove("timings");
+            top.remove("backend");
+            let cfg = top["config"].as_object_mut().unwrap();
+            cfg.remove("threads");
+            cfg.remove("out");
+            (name, serde_json::to_vec(&r).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn same_seed_gives_byte_identical_files_at_any_thread_count() {
+    let Some(common) = tiny_fmnist(&[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (i, threads) in ["1", "2", "2"].into_iter().enumerate() {
+        let out = dir.path().join(format!("run{i}"));
+        let mut args = vec![
+            "condense",
+            "--method",
+            "dsa",
+            "--iterations",
+            "2",
+            "--eval-every",
+            "2",
+            "--batch-real",
+            "8",
+            "--checkpoint-every",
+            "1",
+            "--threads",
+            threads,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(common.iter().copied());
+        let o = bin(&args);
+        assert!(
+            o.status.success(),
+            "condense failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        runs.push(output_bytes(&out));
+    }
+    let names: Vec<&str> = runs[0].iter().map(|(n, _)| n.as_str()).collect();
+    for want in [
+        "checkpoint.safetensors",
+        "report.json",
+        "synset.png",
+        "synset.safetensors",
+    ] {
+        assert!(names.contains(&want), "{want} not written: {names:?}");
+    }
+    for run in &runs[1..] {
+        assert_eq!(run.len(), runs[0].len());
+        for ((name, a), (_, b)) in runs[0].iter().zip(run) {
+            assert!(a == b, "{name} differs between runs of the same seed");
+        }
+    }
+}
+
+/// A two-class folder of 16x16 grey images (two per class for training, one for
+/// testing), pixel values from `seed`.
+fn small_folder(root: &Path, seed: u8) {
+    for (ci, class) in ["a", "b"].into_iter().enumerate() {
+        for (split, n) in [("train", 2u8), ("test", 1)] {
+            let p = root.join(split).join(class);
+            std::fs::create_dir_all(&p).unwrap();
+            for i in 0..n {
+                let img = image::GrayImage::from_fn(16, 16, |x, y| {
+                    image::Luma([
+                        (x as u8 * 13 + y as u8 * 7 + i * 31 + ci as u8 * 50).wrapping_mul(seed)
+                    ])
+                });
+                img.save(p.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn resume_accepts_the_same_data_under_another_path_spelling_and_refuses_other_data() {
+    let dir = tempfile::tempdir().unwrap();
+    small_folder(&dir.path().join("data"), 3);
+    let run = |cwd: &Path, dataset: &str, out: &str, resume: Option<&str>| {
+        let mut args = vec![
+            "condense",
+            "--dataset",
+            dataset,
+            "--method",
+            "dsa",
+            "--iterations",
+            "2",
+            "--checkpoint-every",
+            "1",
+            "--batch-real",
+            "2",
+            "--num-exp",
+            "1",
+            "--num-eval",
+            "1",
+            "--epoch-eval-train",
+            "1",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--out",
+            out,
+        ];
+        if let Some(r) = resume {
+            args.extend(["--resume", r]);
+        }
+        std::process::Command::new(env!("CARGO_BIN_EXE_dsa-condense"))
+            .args(&args)
+            .current_dir(cwd)
+            .output()
+            .unwrap()
+    };
+    let abs = format!("folder:{}", dir.path().join("data").display());
+    let first = dir.path().join("first");
+    let o = run(dir.path(), &abs, first.to_str().unwrap(), None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ck = first.join("checkpoint.safetensors");
+    let ck = ck.to_str().unwrap();
+
+    // the same folder, spelled relative to the working directory
+    let o = run(dir.path(), "folder:./data/../data", "again", Some(ck));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let a = dsa_condense::output::read_synset(&first.join("synset.safetensors")).unwrap();
+    let b =
+        dsa_condense::output::read_synset(&dir.path().join("again/synset.safetensors")).unwrap();
+    assert!(bits(&a.images) == bits(&b.images) && a.labels == b.labels);
+
+    // the same path with other content is refused, naming what differs
+    small_folder(&dir.path().join("data"), 5);
+    let o = run(dir.path(), &abs, "other", Some(ck));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--resume") && err.contains("data:"), "{err}");
+}

@@ -123,6 +123,17 @@ pub enum BackendChoice {
     Cuda,
 }
 
+/// Most worker threads `--threads` takes (more only adds scheduling overhead and
+/// memory; a typo like 100000 would spawn that many threads).
+pub const MAX_THREADS: usize = 1024;
+/// Most outer iterations `--iterations` takes (the reference's default is 1000; a
+/// larger figure would take years and its per-iteration records would not fit).
+pub const MAX_ITERATIONS: usize = 10_000_000;
+/// Most evaluation points over a run (`iterations / eval-every`).
+pub const MAX_EVAL_POINTS: usize = 100_000;
+/// Most experiments (`--num-exp`) or evaluation networks (`--num-eval`).
+pub const MAX_REPEATS: usize = 100_000;
+
 /// DSA augmentation groups (SPEC §2.3).
 pub const DSA_GROUPS: &[&str] = &["color", "crop", "cutout", "flip", "scale", "rotate"];
 
@@ -536,7 +547,46 @@ impl CondenseArgs {
         };
         if let Some(t) = a.threads {
             positive("threads", t)?;
+            if t > MAX_THREADS {
+                return Err(Error::option(
+                    "threads",
+                    format!("{t} is more than {MAX_THREADS}; leave it out to use every core"),
+                ));
+            }
         }
+        let iterations = a.iterations.unwrap_or(1000);
+        if iterations > MAX_ITERATIONS {
+            return Err(Error::option(
+                "iterations",
+                format!("{iterations} is more than {MAX_ITERATIONS}"),
+            ));
+        }
+        let eval_every = positive("eval-every", a.eval_every.unwrap_or(500))?;
+        if iterations / eval_every > MAX_EVAL_POINTS {
+            return Err(Error::option(
+                "eval-every",
+                format!(
+                    "{eval_every} gives {} evaluation points over {iterations} iterations, more than {MAX_EVAL_POINTS}",
+                    iterations / eval_every + 1
+                ),
+            ));
+        }
+        if a.epoch_eval_train == Some(0) {
+            return Err(Error::option(
+                "epoch-eval-train",
+                "must be at least 1 (0 would evaluate untrained networks)",
+            ));
+        }
+        let bounded = |name: &str, v: usize| -> Result<usize> {
+            positive(name, v)?;
+            if v > MAX_REPEATS {
+                return Err(Error::option(
+                    name,
+                    format!("{v} is more than {MAX_REPEATS}"),
+                ));
+            }
+            Ok(v)
+        };
         if a.limit_train == Some(0) {
             return Err(Error::option("limit-train", "must be at least 1"));
         }
@@ -549,9 +599,9 @@ impl CondenseArgs {
             model,
             ipc,
             eval_mode,
-            num_exp: positive("num-exp", a.num_exp.unwrap_or(5))?,
-            num_eval: positive("num-eval", a.num_eval.unwrap_or(20))?,
-            iterations: a.iterations.unwrap_or(1000),
+            num_exp: bounded("num-exp", a.num_exp.unwrap_or(5))?,
+            num_eval: bounded("num-eval", a.num_eval.unwrap_or(20))?,
+            iterations,
             lr_img: lr("lr-img", a.lr_img.unwrap_or(0.1))?,
             lr_net: lr("lr-net", a.lr_net.unwrap_or(0.01))?,
             batch_real: positive("batch-real", a.batch_real.unwrap_or(256))?,
@@ -562,7 +612,7 @@ impl CondenseArgs {
             outer_loop,
             inner_loop,
             epoch_eval_train: a.epoch_eval_train,
-            eval_every: positive("eval-every", a.eval_every.unwrap_or(500))?,
+            eval_every,
             backend,
             threads: a.threads,
             seed: a.seed.unwrap_or(0),

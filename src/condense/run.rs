@@ -20,7 +20,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use super::config::{CondenseConfig, DisMetric, Init};
 use super::evaluate::{evaluate_set, model_for, strategy_of};
-use super::resume::{progress_json, restore_progress, resumable_config};
+use super::resume::{config_differences, progress_json, restore_progress, resumable_config};
 use super::step::{Condenser, Data};
 use super::streams::{stream, Stream};
 use crate::backend::{Backend, Metric, Scalar};
@@ -72,7 +72,8 @@ pub struct RunResult {
     pub losses: Vec<LossRecord>,
     /// Every evaluation.
     pub evaluations: Vec<EvalRecord>,
-    /// Seconds spent condensing (matching and inner loops).
+    /// Seconds spent condensing (matching and inner loops) by this process (a
+    /// resumed run counts from the resume).
     pub condense_seconds: f64,
     /// Seconds spent evaluating.
     pub eval_seconds: f64,
@@ -141,7 +142,7 @@ pub fn run<B: Backend>(
     let labels: Vec<u32> = (0..k as u32)
         .flat_map(|c| std::iter::repeat_n(c, ipc))
         .collect();
-    let config_json = resumable_config(cfg);
+    let config_json = resumable_config(cfg, ds);
 
     let mut result = RunResult::default();
     let mut state = match resume {
@@ -319,8 +320,9 @@ fn resume_state(
         return Err(Error::option(
             "resume",
             format!(
-                "{} was written by a run with another configuration",
-                path.display()
+                "{} was written by a run with another configuration or other data: {}",
+                path.display(),
+                config_differences(config_json, &ck.config_json).join("; ")
             ),
         ));
     }

@@ -3,7 +3,7 @@
 //! metadata (dataset, mean, std, method, ipc, seed, iteration, ...). In Python:
 //! `safetensors.torch.load_file(path)` gives both as torch tensors.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -50,8 +50,44 @@ pub(crate) fn serialize(
             TensorView::new(dt, shape, bytes).map_err(|e| st_err(path, e))?,
         ));
     }
-    let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
-    safetensors::serialize(views, Some(meta)).map_err(|e| st_err(path, e))
+    // The crate writes its metadata from a `HashMap` (hash order: different bytes on
+    // every run). Serialise the tensors alone, then write the header again with the
+    // metadata in key order: the same content gives the same bytes.
+    let plain = safetensors::serialize(views, None).map_err(|e| st_err(path, e))?;
+    with_sorted_metadata(&plain, metadata).map_err(|e| st_err(path, e))
+}
+
+/// `bytes` (a safetensors file without metadata) with `metadata` added to its header,
+/// every key of the header in sorted order, padded with spaces to a multiple of 8
+/// bytes as the format's writers do (the data offsets are relative to the end of the
+/// header, so the data bytes are kept as they are).
+fn with_sorted_metadata(
+    bytes: &[u8],
+    metadata: &BTreeMap<String, String>,
+) -> std::result::Result<Vec<u8>, String> {
+    let (len_bytes, rest) = bytes
+        .split_first_chunk::<8>()
+        .ok_or("file shorter than its header length")?;
+    let n = usize::try_from(u64::from_le_bytes(*len_bytes)).map_err(|e| e.to_string())?;
+    if n > rest.len() {
+        return Err(format!("header of {n} bytes in a file of {}", bytes.len()));
+    }
+    let (header, data) = rest.split_at(n);
+    let mut entries: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|e| format!("header: {e}"))?;
+    if !metadata.is_empty() {
+        entries.insert(
+            "__metadata__".into(),
+            serde_json::to_value(metadata).map_err(|e| e.to_string())?,
+        );
+    }
+    let mut header = serde_json::to_vec(&entries).map_err(|e| e.to_string())?;
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + header.len() + data.len());
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(data);
+    Ok(out)
 }
 
 /// Writes the synthetic set atomically. `shape` is `[N, C, H, W]`; `images` must
