@@ -107,6 +107,30 @@ fn options_beyond_their_bounds_are_refused_before_any_work() {
 }
 
 #[test]
+fn evaluate_and_baseline_refuse_the_options_of_condense() {
+    for sub in ["baseline", "evaluate"] {
+        for (opt, v) in [
+            ("--resume", "x.safetensors"),
+            ("--lr-img", "1"),
+            ("--iterations", "5"),
+            ("--checkpoint-every", "1"),
+        ] {
+            let mut args = vec![sub, opt, v];
+            if sub == "evaluate" {
+                args.extend(["--synset", "/nonexistent/set.safetensors"]);
+            }
+            fails_naming(&args, opt);
+        }
+        let o = run(&[sub, "--help"]);
+        let (out, _) = text(&o);
+        assert!(out.contains("--num-eval"), "{out}");
+        for hidden in ["--resume", "--lr-img", "--iterations"] {
+            assert!(!out.contains(hidden), "{sub} --help lists {hidden}: {out}");
+        }
+    }
+}
+
+#[test]
 fn an_io_error_names_the_file_and_says_the_os_message_once() {
     let o = run(&["evaluate", "--synset", "/nonexistent/dir/set.safetensors"]);
     assert!(!o.status.success());

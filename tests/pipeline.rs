@@ -720,3 +720,60 @@ fn resume_accepts_the_same_data_under_another_path_spelling_and_refuses_other_da
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--resume") && err.contains("data:"), "{err}");
 }
+
+#[test]
+fn a_second_interrupt_stops_at_once() {
+    let Some(common) = tiny_fmnist(&[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // long enough that it cannot finish by itself during the test
+    let mut args = vec![
+        "condense",
+        "--method",
+        "dsa",
+        "--iterations",
+        "100000",
+        "--eval-every",
+        "100000",
+        "--batch-real",
+        "64",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(common);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dsa-condense"))
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let pid = child.id().to_string();
+    let int = || {
+        let ok = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -INT failed");
+    };
+    int();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    int();
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed().as_secs() < 20,
+            "still running after a second interrupt"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("second interrupt"), "{err}");
+}

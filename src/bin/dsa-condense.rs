@@ -55,8 +55,55 @@ struct EvaluateArgs {
     common: CondenseArgs,
 }
 
+/// Set by the first Ctrl-C: a run checkpoints and stops after the current iteration.
+static STOP: std::sync::LazyLock<Arc<AtomicBool>> =
+    std::sync::LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+
+/// Installs the Ctrl-C handler (once, before any work, so an interrupt while the
+/// data loads is seen too): the first Ctrl-C sets [`STOP`]; a second one stops at
+/// once (every file is written atomically, so what is on disk stays whole).
+fn install_interrupt_handler() {
+    let flag = Arc::clone(&STOP);
+    let installed = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: stopping now");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\ninterrupt: stopping after the current iteration (with a checkpoint); \
+             Ctrl-C again to stop at once"
+        );
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: no Ctrl-C handler ({e}): an interrupt stops without a checkpoint");
+    }
+}
+
+/// The command line, with the options only `condense` uses hidden from the help of
+/// `evaluate` and `baseline` (which refuse them, [`CondenseArgs::refuse_condense_only`]).
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let ids: Vec<String> = CondenseArgs::default()
+        .condense_only()
+        .iter()
+        .map(|(name, _)| name.replace('-', "_"))
+        .collect();
+    let mut cmd = Cli::command();
+    for sub in ["evaluate", "baseline"] {
+        cmd = cmd.mut_subcommand(sub, |mut c| {
+            for id in &ids {
+                c = c.mut_arg(id.as_str(), |a| a.hide(true));
+            }
+            c
+        });
+    }
+    let matches = cmd.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
+    install_interrupt_handler();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -75,6 +122,7 @@ fn run(cli: Cli) -> Result<()> {
             with_backend(&cfg, CondenseJob { cfg: &cfg, ds: &ds })
         }
         Command::Evaluate(a) => {
+            a.common.refuse_condense_only("evaluate")?;
             let mut common = a.common;
             let set = output::read_synset(&a.synset)?;
             if common.dataset.is_none() {
@@ -117,6 +165,7 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Baseline(a) => {
+            a.refuse_condense_only("baseline")?;
             let cfg = a.resolve()?;
             let ds = prepare(&cfg)?;
             let index = data::ClassIndex::new(&ds.train.labels, ds.num_classes);
@@ -185,10 +234,7 @@ struct Progress {
 
 impl Progress {
     fn new(cfg: &CondenseConfig) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        // A second handler cannot be installed (evaluate after condense): ignore that.
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+        let stop = Arc::clone(&STOP);
         if cfg.quiet {
             return Self { bar: None, stop };
         }

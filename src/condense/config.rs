@@ -450,6 +450,36 @@ impl CondenseArgs {
         )
     }
 
+    /// The options only `condense` uses (learning the set: its iterations, image
+    /// optimiser, matching and checkpoints), by their command-line names, with
+    /// whether each is set here. `evaluate` and `baseline` refuse them.
+    pub fn condense_only(&self) -> [(&'static str, bool); 10] {
+        [
+            ("iterations", self.iterations.is_some()),
+            ("lr-img", self.lr_img.is_some()),
+            ("batch-real", self.batch_real.is_some()),
+            ("init", self.init.is_some()),
+            ("dis-metric", self.dis_metric.is_some()),
+            ("outer-loop", self.outer_loop.is_some()),
+            ("inner-loop", self.inner_loop.is_some()),
+            ("eval-every", self.eval_every.is_some()),
+            ("checkpoint-every", self.checkpoint_every.is_some()),
+            ("resume", self.resume.is_some()),
+        ]
+    }
+
+    /// An error naming the first option of [`CondenseArgs::condense_only`] that is
+    /// set, for subcommand `sub`, which does not learn a set.
+    pub fn refuse_condense_only(&self, sub: &str) -> Result<()> {
+        match self.condense_only().into_iter().find(|(_, set)| *set) {
+            Some((name, _)) => Err(Error::option(
+                name,
+                format!("is an option of `condense` only; `{sub}` does not learn a set"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Applies the preset (if any) and the reference defaults, and validates.
     pub fn resolve(&self) -> Result<CondenseConfig> {
         let a = match &self.preset {
