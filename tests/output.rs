@@ -221,3 +221,53 @@ fn checkpoint_round_trip_with_rng_state() {
     );
     assert!(checkpoint::restore_chacha(&[1, 2, 3], &p).is_err());
 }
+
+#[test]
+fn an_edited_damaged_or_non_finite_checkpoint_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("ckpt.safetensors");
+    let images: Vec<f32> = (0..2 * 3 * 3).map(|i| i as f32 * 0.25 - 1.0).collect();
+    let ck = Checkpoint {
+        experiment: 0,
+        iteration: 1,
+        momentum: vec![],
+        images,
+        shape: [2, 1, 3, 3],
+        labels: vec![0, 1],
+        rng_state: vec![7; 56],
+        config_json: r#"{"ipc":1}"#.into(),
+        extra: BTreeMap::new(),
+    };
+    ck.save(&p).unwrap();
+    let good = std::fs::read(&p).unwrap();
+    let refused = |bytes: &[u8], needle: &str| {
+        std::fs::write(&p, bytes).unwrap();
+        let e = Checkpoint::load(&p).unwrap_err().to_string();
+        assert!(e.contains("ckpt.safetensors") && e.contains(needle), "{e}");
+    };
+    // another iteration, same length: only the digest can tell
+    let key = br#""iteration":"1""#;
+    let at = good
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("iteration entry in the header");
+    let mut edited = good.clone();
+    edited[at + key.len() - 2] = b'7';
+    refused(&edited, "digest");
+    // one flipped bit in the images
+    let mut flipped = good.clone();
+    let last = flipped.len() - 60;
+    flipped[last] ^= 1;
+    refused(&flipped, "digest");
+    // non-finite images, digest intact
+    let mut nan = ck.clone();
+    nan.images[4] = f32::NAN;
+    nan.save(&p).unwrap();
+    let e = Checkpoint::load(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("ckpt.safetensors") && e.contains("NaN") && e.contains("index 4"),
+        "{e}"
+    );
+    std::fs::write(&p, &good).unwrap();
+    assert_eq!(Checkpoint::load(&p).unwrap(), ck);
+}

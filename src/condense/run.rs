@@ -215,7 +215,7 @@ pub fn run<B: Backend>(
             let t = Instant::now();
             let mut rng = stream(cfg.seed, exp, it, Stream::Iteration, 0);
             let keep = files
-                .filter(|f| f.checkpoint_every > 0)
+                .filter(|f| f.checkpoint_every > 0 && f.checkpoint.exists())
                 .map(|f| format!("; the last good checkpoint is {}", f.checkpoint.display()))
                 .unwrap_or_default();
             let loss_sum = condenser

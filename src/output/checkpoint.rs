@@ -2,7 +2,9 @@
 //! `[N, C, H, W]`, `labels` i64 `[N]`, `momentum` f32 (the image optimiser's
 //! buffer, same shape as `images`, or empty before the first step) and `rng_state`
 //! u8; metadata `format` = `dsa-condense-checkpoint`, `version`, `experiment`,
-//! `iteration`, `config` (JSON) and any extra entries. Written atomically.
+//! `iteration`, `config` (JSON), any extra entries, and `sha256`: a digest of every
+//! other entry and tensor, checked on load, so a damaged or hand-edited checkpoint
+//! (another iteration, experiment or set) is refused. Written atomically.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,7 +17,7 @@ use crate::{Error, Result};
 /// Value of the `format` metadata entry.
 pub const FORMAT: &str = "dsa-condense-checkpoint";
 /// Version of the checkpoint layout.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The state needed to resume a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,21 +77,20 @@ impl Checkpoint {
         } else {
             self.shape.to_vec()
         };
-        let bytes = serialize(
-            path,
-            vec![
-                ("images", Dtype::F32, self.shape.to_vec(), &img),
-                ("labels", Dtype::I64, vec![self.shape[0]], &lab),
-                ("momentum", Dtype::F32, mom_shape, &mom),
-                (
-                    "rng_state",
-                    Dtype::U8,
-                    vec![self.rng_state.len()],
-                    &self.rng_state,
-                ),
-            ],
-            &meta,
-        )?;
+        let tensors = vec![
+            ("images", Dtype::F32, self.shape.to_vec(), &img[..]),
+            ("labels", Dtype::I64, vec![self.shape[0]], &lab[..]),
+            ("momentum", Dtype::F32, mom_shape, &mom[..]),
+            (
+                "rng_state",
+                Dtype::U8,
+                vec![self.rng_state.len()],
+                &self.rng_state[..],
+            ),
+        ];
+        let sum = digest(&meta, &tensors);
+        meta.insert(DIGEST_KEY.into(), sum);
+        let bytes = serialize(path, tensors, &meta)?;
         super::atomic_write(path, &bytes)
     }
 
@@ -108,6 +109,26 @@ impl Checkpoint {
             return Err(Error::data(
                 path,
                 format!("checkpoint version '{version}', this build reads version {VERSION}"),
+            ));
+        }
+        let stored = meta.remove(DIGEST_KEY).unwrap_or_default();
+        let mut all = Vec::new();
+        for (name, dt) in [
+            ("images", Dtype::F32),
+            ("labels", Dtype::I64),
+            ("momentum", Dtype::F32),
+            ("rng_state", Dtype::U8),
+        ] {
+            let (shape, bytes) = tensor(&st, name, dt, path)?;
+            all.push((name, dt, shape, bytes));
+        }
+        let mut signed = meta.clone();
+        signed.insert("version".into(), version.clone());
+        if digest(&signed, &all) != stored {
+            return Err(Error::data(
+                path,
+                "checkpoint content does not match its digest (damaged or edited); \
+                 resume from an intact checkpoint or start the run again",
             ));
         }
         meta.remove("format");
@@ -141,10 +162,17 @@ impl Checkpoint {
             ));
         }
         let (_, rng) = tensor(&st, "rng_state", Dtype::U8, path)?;
+        let images = bytes_f32(img);
+        if let Some(i) = images.iter().position(|v| !v.is_finite()) {
+            return Err(Error::data(
+                path,
+                format!("checkpoint images hold {} at index {i}", images[i]),
+            ));
+        }
         Ok(Checkpoint {
             experiment,
             iteration,
-            images: bytes_f32(img),
+            images,
             shape: [shape[0], shape[1], shape[2], shape[3]],
             labels: labels_i64(lab, path)?,
             momentum: bytes_f32(mom),
@@ -153,6 +181,33 @@ impl Checkpoint {
             extra: meta,
         })
     }
+}
+
+/// Metadata key of the checkpoint's digest.
+const DIGEST_KEY: &str = "sha256";
+
+/// SHA-256 (hex) of metadata entries (in key order) and tensors (name, dtype,
+/// shape, bytes), each field length-prefixed.
+fn digest(meta: &BTreeMap<String, String>, tensors: &[(&str, Dtype, Vec<usize>, &[u8])]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut put = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    for (k, v) in meta {
+        put(k.as_bytes());
+        put(v.as_bytes());
+    }
+    for (name, dt, shape, bytes) in tensors {
+        put(name.as_bytes());
+        put(format!("{dt:?}").as_bytes());
+        for d in shape {
+            put(&(*d as u64).to_le_bytes());
+        }
+        put(bytes);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Serialises a ChaCha RNG's position: seed (32 bytes), stream (u64 LE) and word
