@@ -132,6 +132,59 @@ fn idx_truncated_names_the_file() {
 }
 
 #[test]
+fn idx_gzip_with_trailing_bytes_or_two_members() {
+    let dir = tempfile::tempdir().unwrap();
+    write_idx_set(dir.path());
+    let f = dir.path().join("train-images-idx3-ubyte.gz");
+    let mut g = gz(&idx_images(30, 4, 5, pix));
+    g.extend_from_slice(b"<html>garbage</html>");
+    std::fs::write(&f, &g).unwrap();
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("train-images-idx3-ubyte.gz") && e.contains("20 bytes of trailing data"),
+        "{e}"
+    );
+    // two gzip members are one valid file (concatenated streams)
+    let raw = idx_images(30, 4, 5, pix);
+    let (a, b) = raw.split_at(50);
+    let mut two = gz(a);
+    two.extend(gz(b));
+    std::fs::write(&f, two).unwrap();
+    let ds = data::load(&DatasetKind::Mnist, &LoadOptions::local(dir.path())).unwrap();
+    assert_eq!(ds.train.n, 30);
+}
+
+#[test]
+fn idx_without_images_or_pixels_names_the_file() {
+    for (n, h, w, needle) in [
+        (0, 4, 5, "no images"),
+        (30, 0, 28, "0x28"),
+        (30, 28, 0, "28x0"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        write_idx_set(dir.path());
+        std::fs::write(
+            dir.path().join("train-images-idx3-ubyte.gz"),
+            gz(&idx_images(n, h, w, pix)),
+        )
+        .unwrap();
+        if n == 0 {
+            std::fs::write(
+                dir.path().join("train-labels-idx1-ubyte.gz"),
+                gz(&idx_labels(&[])),
+            )
+            .unwrap();
+        }
+        let e = load_err(dir.path());
+        assert!(
+            e.contains("train-images-idx3-ubyte.gz") && e.contains(needle),
+            "{n}x{h}x{w}: {e}"
+        );
+        assert!(!e.contains("--ipc") && !e.contains("--model"), "{e}");
+    }
+}
+
+#[test]
 fn idx_count_mismatch_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     write_idx_set(dir.path());

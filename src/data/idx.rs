@@ -25,15 +25,32 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 
 /// Decompresses `raw` if it starts with the gzip magic; `path` names it in errors.
 pub fn decompress_if_gz(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
-    if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
+    const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+    if !raw.starts_with(&GZIP_MAGIC) {
+        return Ok(raw);
+    }
+    // Member by member (a file may hold several), so that bytes after the last
+    // member are reported as what they are instead of as a broken member.
+    let mut out = Vec::new();
+    let mut rest: &[u8] = &raw;
+    while !rest.is_empty() {
+        if !rest.starts_with(&GZIP_MAGIC) {
+            return Err(Error::data(
+                path,
+                format!(
+                    "{} bytes of trailing data after the gzip stream (the file was \
+                     appended to or damaged)",
+                    rest.len()
+                ),
+            ));
+        }
+        let mut member = flate2::bufread::GzDecoder::new(rest);
+        member
             .read_to_end(&mut out)
             .map_err(|e| Error::data(path, format!("invalid or truncated gzip data: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+        rest = member.into_inner();
     }
+    Ok(out)
 }
 
 /// Parses IDX content of unsigned bytes with `expect_dims` dimensions.
@@ -113,6 +130,18 @@ pub fn read_split(
     let img = parse_idx_u8(&read_maybe_gz(images)?, 3, images)?;
     let lab = parse_idx_u8(&read_maybe_gz(labels)?, 1, labels)?;
     let (n, h, w) = (img.dims[0], img.dims[1], img.dims[2]);
+    if n == 0 {
+        return Err(Error::data(
+            images,
+            "holds no images (the IDX header says 0)",
+        ));
+    }
+    if h == 0 || w == 0 {
+        return Err(Error::data(
+            images,
+            format!("images of {h}x{w} pixels (the IDX header says so): no pixels to learn from"),
+        ));
+    }
     if lab.dims[0] != n {
         return Err(Error::data(
             labels,
