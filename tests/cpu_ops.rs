@@ -1046,3 +1046,20 @@ fn bad_shapes_are_errors_not_panics() {
         .act_fwd(&mut vec![0.0; 3], &vec![0.0; 4], Act::Relu)
         .is_err());
 }
+
+#[test]
+fn an_impossible_allocation_is_an_error_naming_size_and_caller() {
+    use dsa_condense::backend::emu::Emu;
+    let len = 1usize << 48; // 1 PiB of f32
+    let e = Cpu::<f32>::new(1)
+        .unwrap()
+        .alloc(len)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("{len} values")) && e.contains("tests/cpu_ops.rs"),
+        "{e}"
+    );
+    let e = Emu::new().alloc(len).unwrap_err().to_string();
+    assert!(e.contains("emu") && e.contains("tests/cpu_ops.rs"), "{e}");
+}

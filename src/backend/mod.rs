@@ -27,7 +27,7 @@ mod shapes;
 
 pub use shapes::*;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Element type of a backend: `f32` (every backend) or `f64` (CPU, for gradient
 /// checks).
@@ -173,7 +173,9 @@ pub trait Backend: Send + Sync {
     }
 
     // ---- memory -------------------------------------------------------------
-    /// A zero-filled buffer of `len` elements.
+    /// A zero-filled buffer of `len` elements; an allocation that cannot be
+    /// satisfied is an error naming the size (and, on host backends, the caller).
+    #[track_caller]
     fn alloc(&self, len: usize) -> Result<Self::Buf>;
     /// A buffer holding a copy of `host`.
     fn upload(&self, host: &[Self::E]) -> Result<Self::Buf>;
@@ -550,6 +552,32 @@ pub trait Backend: Send + Sync {
     fn aug_fwd(&self, y: &mut Self::Buf, x: &Self::Buf, op: &AugOp, s: &ImgShape) -> Result<()>;
     /// `dx = op^T(dy)` (the adjoint of the linear part; brightness passes through).
     fn aug_bwd(&self, dx: &mut Self::Buf, dy: &Self::Buf, op: &AugOp, s: &ImgShape) -> Result<()>;
+}
+
+/// A zero-filled host buffer of `len` elements for backend `backend`, or an error
+/// naming the size and the code that asked for it (`caller`) when the memory is not
+/// there: the process does not abort on an impossible allocation.
+pub fn host_zeroed<T: Clone>(
+    backend: &str,
+    len: usize,
+    zero: T,
+    caller: &std::panic::Location<'_>,
+) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    if let Err(e) = v.try_reserve_exact(len) {
+        let bytes = (len as u128) * std::mem::size_of::<T>() as u128;
+        return Err(Error::Backend {
+            backend: backend.into(),
+            msg: format!(
+                "cannot allocate a buffer of {len} values ({bytes} bytes) asked for at \
+                 {}:{}: {e}",
+                caller.file(),
+                caller.line()
+            ),
+        });
+    }
+    v.resize(len, zero);
+    Ok(v)
 }
 
 /// [`Backend::norm_act_pool_fwd`] as `norm_fwd`, `act_fwd`, `pool_fwd` (the trait

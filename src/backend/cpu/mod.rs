@@ -112,8 +112,9 @@ impl<T: Scalar> Backend for Cpu<T> {
         )
     }
 
+    #[track_caller]
     fn alloc(&self, len: usize) -> Result<Vec<T>> {
-        Ok(vec![T::ZERO; len])
+        super::host_zeroed("cpu", len, T::ZERO, std::panic::Location::caller())
     }
     fn upload(&self, host: &[T]) -> Result<Vec<T>> {
         Ok(host.to_vec())

@@ -142,9 +142,11 @@ impl Launcher for EmuLauncher {
     fn name(&self) -> String {
         "emu (CUDA kernels on the host, one block at a time)".into()
     }
+    #[track_caller]
     fn alloc(&self, len: usize) -> Result<Vec<f32>> {
+        let caller = std::panic::Location::caller();
         self.not_capturing("alloc")?;
-        Ok(vec![0.0; len])
+        crate::backend::host_zeroed("emu", len, 0.0, caller)
     }
     fn upload(&self, host: &[f32]) -> Result<Vec<f32>> {
         self.not_capturing("upload")?;

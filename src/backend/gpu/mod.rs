@@ -28,6 +28,7 @@ pub trait Launcher: Send + Sync + 'static {
     /// Short name with details (device, build).
     fn name(&self) -> String;
     /// Zero-filled buffer.
+    #[track_caller]
     fn alloc(&self, len: usize) -> Result<Self::Buf>;
     /// Buffer holding `host`.
     fn upload(&self, host: &[f32]) -> Result<Self::Buf>;
@@ -274,6 +275,7 @@ impl<L: Launcher> Backend for Gpu<L> {
     }
 
     // ---- memory ----------------------------------------------------------------
+    #[track_caller]
     fn alloc(&self, len: usize) -> Result<L::Buf> {
         self.l.alloc(len)
     }
