@@ -691,3 +691,45 @@ fn real_fashion_mnist_if_installed() {
         s[0]
     );
 }
+
+#[test]
+fn image_folder_refuses_huge_images_one_class_and_extra_test_classes() {
+    let make = |root: &Path, classes: &[&str], test_classes: &[&str]| {
+        for (split, names) in [("train", classes), ("test", test_classes)] {
+            for c in names {
+                let d = root.join(split).join(c);
+                std::fs::create_dir_all(&d).unwrap();
+                image::GrayImage::new(4, 4).save(d.join("0.png")).unwrap();
+            }
+        }
+        DatasetKind::parse(&format!("folder:{}", root.display())).unwrap()
+    };
+    let load_err = |kind: &DatasetKind, root: &Path| {
+        data::load(kind, &LoadOptions::local(root))
+            .unwrap_err()
+            .to_string()
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let kind = make(dir.path(), &["a", "b"], &["a", "b"]);
+    assert!(data::load(&kind, &LoadOptions::local(dir.path())).is_ok());
+    // larger than the limit on one side: refused from the header, naming the file
+    image::GrayImage::new(data::folder::MAX_IMAGE_SIDE + 1, 4)
+        .save(dir.path().join("train/b/big.png"))
+        .unwrap();
+    let e = load_err(&kind, dir.path());
+    assert!(
+        e.contains("big.png") && e.contains("1025x4") && e.contains("resize"),
+        "{e}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let kind = make(dir.path(), &["only"], &["only"]);
+    let e = load_err(&kind, dir.path());
+    assert!(e.contains("one class folder ('only')"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let kind = make(dir.path(), &["a", "b"], &["a", "b", "zebra"]);
+    let e = load_err(&kind, dir.path());
+    assert!(e.contains("zebra") && e.contains("not in train"), "{e}");
+}

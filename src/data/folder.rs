@@ -3,7 +3,9 @@
 //! `ROOT/test/<class>/` gives both splits; `ROOT/<class>/` alone gives a training
 //! split and an empty test split. Images are grey (1 channel) when every image is
 //! grey, RGB (3 channels) otherwise. The normalisation mean and std are computed
-//! per channel from the training split.
+//! per channel from the training split. Images above [`MAX_IMAGE_SIDE`] pixels on a
+//! side are refused from their header, before they are decoded. At least two classes
+//! are needed, and the test split must have exactly the training split's classes.
 
 use std::path::{Path, PathBuf};
 
@@ -44,11 +46,34 @@ struct Decoded {
     h: u32,
 }
 
-fn decode(p: &Path) -> Result<Decoded> {
-    let img = image::ImageReader::open(p)
+/// Largest side, in pixels, of an image-folder image. Condensation learns tiny
+/// images (the reference's datasets are 28x28 and 32x32); an image larger than this
+/// is a mistake or a photo to resize first, and decoding it could take seconds and
+/// gigabytes.
+pub const MAX_IMAGE_SIDE: u32 = 1024;
+
+fn reader(p: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
+    image::ImageReader::open(p)
         .map_err(|e| Error::io(p, e))?
         .with_guessed_format()
-        .map_err(|e| Error::io(p, e))?
+        .map_err(|e| Error::io(p, e))
+}
+
+fn decode(p: &Path) -> Result<Decoded> {
+    let (w, h) = reader(p)?
+        .into_dimensions()
+        .map_err(|e| Error::data(p, format!("cannot read the image header: {e}")))?;
+    if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE {
+        return Err(Error::data(
+            p,
+            format!(
+                "image is {w}x{h}, larger than {MAX_IMAGE_SIDE} pixels on a side; resize the \
+                 folder's images first (e.g. `mogrify -resize 32x32! */*/*.png` with \
+                 ImageMagick, or PIL's Image.resize)"
+            ),
+        ));
+    }
+    let img = reader(p)?
         .decode()
         .map_err(|e| Error::data(p, format!("cannot decode image: {e}")))?;
     let grey = !img.color().has_color();
@@ -129,6 +154,15 @@ pub fn load(root: &Path) -> Result<Dataset> {
                 .unwrap_or_default()
         })
         .collect();
+    if names.len() < 2 {
+        return Err(Error::data(
+            root,
+            format!(
+                "one class folder ('{}'): a classification dataset needs at least two",
+                names[0]
+            ),
+        ));
+    }
     let mut size = None;
     let (train_items, train_grey) = read_split(&classes, &mut size)?;
     if train_items.is_empty() {
@@ -140,6 +174,15 @@ pub fn load(root: &Path) -> Result<Dataset> {
             return Err(Error::data(
                 missing,
                 "test class folder missing (train and test must have the same classes)",
+            ));
+        }
+        if let Some(extra) = class_dirs(&test_root)?
+            .into_iter()
+            .find(|p| !test_classes.contains(p))
+        {
+            return Err(Error::data(
+                extra,
+                "class folder in test but not in train (train and test must have the same classes)",
             ));
         }
         read_split(&test_classes, &mut size)?
