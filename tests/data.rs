@@ -666,6 +666,66 @@ fn download_checksum_mismatch_is_reported() {
         .exists());
 }
 
+#[test]
+fn a_mirror_serving_an_html_page_leaves_nothing_behind() {
+    let mut files = HashMap::new();
+    let page = b"<html><body>rate limited</body></html>".to_vec();
+    for name in idx_files().keys() {
+        files.insert(name.clone(), page.clone());
+    }
+    let base = serve(files);
+    let dir = tempfile::tempdir().unwrap();
+    // MNIST has no known checksums here: the format check must catch the page
+    let e = data::load(&DatasetKind::Mnist, &download_opts(dir.path(), base))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("something else") && e.contains("magic"), "{e}");
+    let left: Vec<_> = walk(dir.path());
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_mirror_that_never_answers_times_out_with_a_clear_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s); // accept, never answer
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("DSA_DOWNLOAD_TIMEOUT", "1");
+    let t = std::time::Instant::now();
+    let e = locate::download_file(
+        &[format!("http://127.0.0.1:{port}/")],
+        "t10k-labels-idx1-ubyte.gz",
+        None,
+        dir.path(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(t.elapsed().as_secs() < 30, "took {:?}", t.elapsed());
+    assert!(
+        e.contains("t10k-labels-idx1-ubyte.gz") && e.to_lowercase().contains("timeout"),
+        "{e}"
+    );
+}
+
 // ---- real data ---------------------------------------------------------------------
 
 #[test]

@@ -302,9 +302,45 @@ fn load_from(kind: &DatasetKind, dir: &Path) -> Result<Dataset> {
     }
 }
 
+/// How long a download may wait to connect, or for the next bytes, before the mirror
+/// counts as failed: 60 s, or `$DSA_DOWNLOAD_TIMEOUT` seconds.
+fn download_timeout() -> Duration {
+    std::env::var("DSA_DOWNLOAD_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(Duration::from_secs(60), Duration::from_secs_f64)
+}
+
+/// Checks that downloaded `bytes` are what a file called `name` must be (an IDX file
+/// of the right rank, a MATLAB v5 file), so that an error page served with status
+/// 200 is never kept as data.
+fn check_format(name: &str, bytes: &[u8]) -> Result<()> {
+    let what = Path::new(name);
+    if name.contains("idx3-ubyte") || name.contains("idx1-ubyte") {
+        let dims = if name.contains("idx3") { 3 } else { 1 };
+        let content = idx::decompress_if_gz(bytes.to_vec(), what)?;
+        idx::parse_idx_u8(&content, dims, what).map(|_| ())
+    } else if name.ends_with(".mat") {
+        if bytes.starts_with(b"MATLAB 5.0 MAT-file") {
+            Ok(())
+        } else {
+            Err(Error::data(
+                what,
+                "not a MATLAB v5 file (no MAT-file header)",
+            ))
+        }
+    } else {
+        Ok(())
+    }
+}
+
 /// Downloads `name` from the first base URL that serves it into `dest_dir`,
-/// verifying the SHA-256 of its decompressed content when `sha256` is given, and
-/// writing it atomically. Errors name the URL(s) tried.
+/// verifying the SHA-256 of its decompressed content when `sha256` is given and its
+/// format always, and only then writing it (atomically: a temporary file renamed into
+/// place). A mirror that does not connect or stops sending for
+/// [`download_timeout`] is skipped. Prints one line per attempt on stderr. Errors
+/// name the URL(s) tried.
 pub fn download_file(
     bases: &[String],
     name: &str,
@@ -320,11 +356,15 @@ pub fn download_file(
             format!("{base}/{name}")
         };
         let loopback = url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost");
-        let mut cfg = ureq::Agent::config_builder().timeout_connect(Some(Duration::from_secs(30)));
+        let stall = download_timeout();
+        let mut cfg = ureq::Agent::config_builder()
+            .timeout_connect(Some(stall))
+            .timeout_per_read(Some(stall));
         if loopback {
             cfg = cfg.proxy(None);
         }
         let agent = ureq::Agent::new_with_config(cfg.build());
+        eprintln!("downloading {url} ...");
         let body = agent.get(&url).call().and_then(|r| {
             r.into_body()
                 .into_with_config()
@@ -354,7 +394,12 @@ pub fn download_file(
                 continue;
             }
         }
+        if let Err(e) = check_format(name, &bytes) {
+            failures.push(format!("{url}: the server sent something else: {e}"));
+            continue;
+        }
         crate::output::atomic_write(&dest, &bytes)?;
+        eprintln!("downloaded {} ({} bytes)", dest.display(), bytes.len());
         return Ok(dest);
     }
     Err(Error::data(
