@@ -288,7 +288,20 @@ fn cifar10_binary_loads() {
         std::fs::write(sub.join(format!("data_batch_{b}.bin")), f).unwrap();
     }
     std::fs::write(sub.join("test_batch.bin"), cifar_record(&[4], 99)).unwrap();
-    let ds = data::load(&DatasetKind::Cifar10, &LoadOptions::local(dir.path())).unwrap();
+    // With the documented sizes checked (the default), 3-record files are refused:
+    // a file cut exactly at a record boundary is not silently a smaller dataset.
+    let e = data::load(&DatasetKind::Cifar10, &LoadOptions::local(dir.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("data_batch_1.bin") && e.contains("3 records") && e.contains("10000"),
+        "{e}"
+    );
+    let ds = data::load(
+        &DatasetKind::Cifar10,
+        &LoadOptions::local(dir.path()).any_sizes(),
+    )
+    .unwrap();
     assert_eq!(
         (ds.train.n, ds.test.n, ds.channels, ds.num_classes),
         (15, 1, 3, 10)
@@ -300,9 +313,12 @@ fn cifar10_binary_loads() {
     assert_eq!(ds.test.labels, vec![4]);
 
     std::fs::write(sub.join("data_batch_3.bin"), &cifar_record(&[1], 0)[..3000]).unwrap();
-    let e = data::load(&DatasetKind::Cifar10, &LoadOptions::local(dir.path()))
-        .unwrap_err()
-        .to_string();
+    let e = data::load(
+        &DatasetKind::Cifar10,
+        &LoadOptions::local(dir.path()).any_sizes(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("data_batch_3.bin") && e.contains("truncated"),
         "{e}"
@@ -316,7 +332,11 @@ fn cifar100_uses_fine_labels() {
     f.extend(cifar_record(&[19, 99], 2));
     std::fs::write(dir.path().join("train.bin"), f).unwrap();
     std::fs::write(dir.path().join("test.bin"), cifar_record(&[0, 42], 3)).unwrap();
-    let ds = data::load(&DatasetKind::Cifar100, &LoadOptions::local(dir.path())).unwrap();
+    let ds = data::load(
+        &DatasetKind::Cifar100,
+        &LoadOptions::local(dir.path()).any_sizes(),
+    )
+    .unwrap();
     assert_eq!(ds.num_classes, 100);
     assert_eq!(ds.train.labels, vec![77, 99]);
     assert_eq!(ds.test.labels, vec![42]);
@@ -427,6 +447,68 @@ fn svhn_mat_loads_transposed_with_label_10_as_0() {
             "compress={compress}"
         );
     }
+}
+
+/// A MAT-file header (128 bytes) followed by `elements`.
+fn mat_file(elements: &[Vec<u8>]) -> Vec<u8> {
+    let mut f = vec![b' '; 116];
+    f[..20].copy_from_slice(b"MATLAB 5.0 MAT-file,");
+    f.extend([0u8; 8]);
+    f.extend([0x00, 0x01]);
+    f.extend(b"IM");
+    for e in elements {
+        f.extend_from_slice(e);
+    }
+    f
+}
+
+#[test]
+fn svhn_negative_dimension_header_only_and_inflation_bomb_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_svhn(&dir.path().join("train_32x32.mat"), &[1.0], true);
+    let p = dir.path().join("test_32x32.mat");
+    let load = || {
+        data::load(&DatasetKind::Svhn, &LoadOptions::local(dir.path()))
+            .unwrap_err()
+            .to_string()
+    };
+    // a negative dimension is named, not read as N = 0
+    let x = mat_matrix("X", 9, &[32, 32, 3, -1], 2, &[]);
+    std::fs::write(&p, mat_file(&[x])).unwrap();
+    let e = load();
+    assert!(
+        e.contains("test_32x32.mat") && e.contains("negative dimension -1"),
+        "{e}"
+    );
+    // cut right after the header: truncated, not "no variable X"
+    write_svhn(&p, &[1.0], false);
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..128]).unwrap();
+    let e = load();
+    assert!(
+        e.contains("test_32x32.mat") && e.contains("truncated") && !e.contains("no variable"),
+        "{e}"
+    );
+    // an element whose tag declares more than any SVHN variable
+    let mut tag = 14u32.to_le_bytes().to_vec();
+    tag.extend(u32::MAX.to_le_bytes());
+    let mut big = tag.clone();
+    big.extend(vec![0u8; 1024]);
+    std::fs::write(&p, mat_file(&[compressed(&big)])).unwrap();
+    let e = load();
+    assert!(
+        e.contains("test_32x32.mat") && e.contains("declares"),
+        "{e}"
+    );
+    // a small declared element followed by 64 MB of zeros in the same stream: only
+    // the declared bytes are inflated (the rest is never decompressed)
+    let y = mat_matrix("y", 6, &[1, 1], 9, &1.0f64.to_le_bytes());
+    let mut bomb = y.clone();
+    bomb.extend(vec![0u8; 64 << 20]);
+    let x = mat_matrix("X", 9, &[32, 32, 3, 1], 2, &[7u8; 3072]);
+    std::fs::write(&p, mat_file(&[x, compressed(&bomb)])).unwrap();
+    let ds = data::load(&DatasetKind::Svhn, &LoadOptions::local(dir.path())).unwrap();
+    assert_eq!(ds.test.labels, vec![1]);
 }
 
 #[test]
@@ -593,6 +675,7 @@ fn download_opts(dir: &Path, mirror: String) -> LoadOptions {
         download: true,
         mirrors: Some(vec![mirror]),
         download_dir: None,
+        documented_sizes: true,
     }
 }
 

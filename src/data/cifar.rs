@@ -11,12 +11,19 @@ use crate::{Error, Result};
 /// Pixel bytes per CIFAR image (3x32x32).
 pub const IMAGE_BYTES: usize = 3 * 32 * 32;
 
+/// Records of each CIFAR-10 batch file (five training batches and the test batch).
+pub const CIFAR10_RECORDS_PER_FILE: usize = 10_000;
+/// Records of CIFAR-100's `train.bin` and `test.bin`.
+pub const CIFAR100_RECORDS: (usize, usize) = (50_000, 10_000);
+
 /// Parses one binary batch file. `label_bytes` is 1 (CIFAR-10) or 2 (CIFAR-100,
-/// the last label byte is the fine label).
+/// the last label byte is the fine label). `records`: the documented record count
+/// the file must hold (`None`: any).
 pub fn read_batch(
     path: &Path,
     label_bytes: usize,
     num_classes: usize,
+    records: Option<usize>,
     out: &mut RawSplit,
 ) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -31,6 +38,15 @@ pub fn read_batch(
                 "truncated or not a CIFAR binary batch: {} bytes is not a multiple of the \
                  {rec}-byte record",
                 bytes.len()
+            ),
+        ));
+    }
+    if let Some(want) = records.filter(|&w| w != bytes.len() / rec) {
+        return Err(Error::data(
+            path,
+            format!(
+                "{} records, the dataset's file holds {want}: truncated or not the original file",
+                bytes.len() / rec
             ),
         ));
     }
@@ -68,15 +84,22 @@ pub fn present(dir: &Path, cifar10: bool) -> bool {
     train.iter().all(|p| p.is_file()) && test.is_file()
 }
 
-/// Loads both splits from `dir`.
-pub fn read_dir(dir: &Path, cifar10: bool) -> Result<(RawSplit, RawSplit)> {
+/// Loads both splits from `dir`; `documented_sizes`: every file must hold the
+/// dataset's documented record count.
+pub fn read_dir(dir: &Path, cifar10: bool, documented_sizes: bool) -> Result<(RawSplit, RawSplit)> {
     let (label_bytes, k) = if cifar10 { (1, 10) } else { (2, 100) };
+    let (train_n, test_n) = if cifar10 {
+        (CIFAR10_RECORDS_PER_FILE, CIFAR10_RECORDS_PER_FILE)
+    } else {
+        CIFAR100_RECORDS
+    };
+    let check = |n: usize| documented_sizes.then_some(n);
     let (train_files, test_file) = files(dir, cifar10);
     let mut train = RawSplit::default();
     for f in &train_files {
-        read_batch(f, label_bytes, k, &mut train)?;
+        read_batch(f, label_bytes, k, check(train_n), &mut train)?;
     }
     let mut test = RawSplit::default();
-    read_batch(&test_file, label_bytes, k, &mut test)?;
+    read_batch(&test_file, label_bytes, k, check(test_n), &mut test)?;
     Ok((train, test))
 }

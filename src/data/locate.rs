@@ -45,6 +45,10 @@ pub struct LoadOptions {
     /// Where downloads go (default: the data dir, else `$DSA_DATA_DIR`, else
     /// `~/.cache/dsa-condense`), plus the dataset's subfolder.
     pub download_dir: Option<PathBuf>,
+    /// Check every file's record count against the dataset's documented count (a
+    /// CIFAR file cut at a record boundary is otherwise a valid, smaller file).
+    /// On by default; off only for miniature test fixtures.
+    pub documented_sizes: bool,
 }
 
 impl LoadOptions {
@@ -70,6 +74,7 @@ impl LoadOptions {
             download: true,
             mirrors,
             download_dir: None,
+            documented_sizes: true,
         }
     }
 
@@ -82,7 +87,14 @@ impl LoadOptions {
             download: false,
             mirrors: None,
             download_dir: None,
+            documented_sizes: true,
         }
+    }
+
+    /// These options without the documented-size check (miniature fixtures).
+    pub fn any_sizes(mut self) -> Self {
+        self.documented_sizes = false;
+        self
     }
 }
 
@@ -278,7 +290,7 @@ fn verify_local(kind: &DatasetKind, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn load_from(kind: &DatasetKind, dir: &Path) -> Result<Dataset> {
+fn load_from(kind: &DatasetKind, dir: &Path, documented_sizes: bool) -> Result<Dataset> {
     let name = kind.name();
     let (mean, std) = kind.normalisation().unwrap_or_default();
     match kind {
@@ -294,7 +306,7 @@ fn load_from(kind: &DatasetKind, dir: &Path) -> Result<Dataset> {
         }
         DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
             let c10 = *kind == DatasetKind::Cifar10;
-            let (train, test) = cifar::read_dir(dir, c10)?;
+            let (train, test) = cifar::read_dir(dir, c10, documented_sizes)?;
             let k = if c10 { 10 } else { 100 };
             Dataset::from_raw(name, dir, (3, 32, 32), k, mean, std, &train, &test)
         }
@@ -415,7 +427,7 @@ pub fn load(kind: &DatasetKind, opts: &LoadOptions) -> Result<Dataset> {
     }
     let candidates = candidate_dirs(kind, opts);
     if let Some(dir) = candidates.iter().find(|d| present(kind, d)) {
-        return load_from(kind, dir);
+        return load_from(kind, dir, opts.documented_sizes);
     }
     let mut notes = Vec::new();
     let files = remote_files(kind);
@@ -444,7 +456,7 @@ pub fn load(kind: &DatasetKind, opts: &LoadOptions) -> Result<Dataset> {
                         })
                     });
                 match fetched {
-                    Ok(()) => return load_from(kind, &dir),
+                    Ok(()) => return load_from(kind, &dir, opts.documented_sizes),
                     Err(e) => notes.push(format!("download into {} failed: {e}", dir.display())),
                 }
             }

@@ -153,12 +153,19 @@ fn parse_matrix(payload: &[u8], path: &Path) -> Result<Option<MatArray>> {
     if dt != MI_INT32 {
         return Err(Error::data(path, "corrupt MAT dimensions element"));
     }
-    let dims: Vec<usize> = dims_b
+    let raw_dims: Vec<i32> = dims_b
         .chunks_exact(4)
-        .map(|s| i32::from_le_bytes([s[0], s[1], s[2], s[3]]).max(0) as usize)
+        .map(|s| i32::from_le_bytes([s[0], s[1], s[2], s[3]]))
         .collect();
     let (_, name_b) = c.element()?;
     let name = String::from_utf8_lossy(name_b).into_owned();
+    if let Some(d) = raw_dims.iter().find(|&&d| d < 0) {
+        return Err(Error::data(
+            path,
+            format!("variable {name}: negative dimension {d} in {raw_dims:?}"),
+        ));
+    }
+    let dims: Vec<usize> = raw_dims.iter().map(|&d| d as usize).collect();
     let (data_type, data) = c.element()?;
     if complex {
         return Err(Error::data(
@@ -166,8 +173,8 @@ fn parse_matrix(payload: &[u8], path: &Path) -> Result<Option<MatArray>> {
             format!("variable {name}: complex data not supported"),
         ));
     }
-    let count: usize = dims.iter().product();
-    if data.len() != count * elem_size(data_type) {
+    let count = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if count.and_then(|n| n.checked_mul(elem_size(data_type))) != Some(data.len()) {
         return Err(Error::data(
             path,
             format!(
@@ -183,6 +190,10 @@ fn parse_matrix(payload: &[u8], path: &Path) -> Result<Option<MatArray>> {
         data: data.to_vec(),
     }))
 }
+
+/// Largest MAT element this reader inflates: SVHN's largest variable, the training
+/// split's `X` (32 x 32 x 3 x 73,257 bytes = 225 MB), with room to spare.
+pub const MAX_ELEMENT_BYTES: usize = 256 << 20;
 
 /// Parses the numeric variables of a level-5 MAT file (little endian).
 pub fn parse_mat(bytes: &[u8], path: &Path) -> Result<Vec<MatArray>> {
@@ -212,12 +223,37 @@ pub fn parse_mat(bytes: &[u8], path: &Path) -> Result<Vec<MatArray>> {
         match t {
             MI_MATRIX => out.extend(parse_matrix(payload, path)?),
             MI_COMPRESSED => {
-                let mut inner = Vec::new();
-                flate2::read::ZlibDecoder::new(payload)
+                // Inflate the element's 8-byte tag first, then exactly the size it
+                // declares (bounded by MAX_ELEMENT_BYTES), never more.
+                let corrupt = |e: std::io::Error| {
+                    Error::data(path, format!("corrupt compressed MAT element: {e}"))
+                };
+                let mut z = flate2::read::ZlibDecoder::new(payload);
+                let mut tag = [0u8; 8];
+                z.read_exact(&mut tag).map_err(corrupt)?;
+                let declared = u32::from_le_bytes([tag[4], tag[5], tag[6], tag[7]]) as usize;
+                if declared > MAX_ELEMENT_BYTES {
+                    return Err(Error::data(
+                        path,
+                        format!(
+                            "a compressed MAT element declares {declared} bytes, more than any \
+                             SVHN variable ({MAX_ELEMENT_BYTES})"
+                        ),
+                    ));
+                }
+                let mut inner = tag.to_vec();
+                z.take(declared as u64)
                     .read_to_end(&mut inner)
-                    .map_err(|e| {
-                        Error::data(path, format!("corrupt compressed MAT element: {e}"))
-                    })?;
+                    .map_err(corrupt)?;
+                if inner.len() < 8 + declared {
+                    return Err(Error::data(
+                        path,
+                        format!(
+                            "truncated compressed MAT element: {} of the {declared} bytes it declares",
+                            inner.len() - 8
+                        ),
+                    ));
+                }
                 let mut ic = Cursor {
                     b: &inner,
                     pos: 0,
@@ -230,6 +266,24 @@ pub fn parse_mat(bytes: &[u8], path: &Path) -> Result<Vec<MatArray>> {
             }
             _ => {}
         }
+    }
+    if c.pos < bytes.len() {
+        return Err(Error::data(
+            path,
+            format!(
+                "truncated: {} bytes after the last whole MAT element",
+                bytes.len() - c.pos
+            ),
+        ));
+    }
+    if out.is_empty() {
+        return Err(Error::data(
+            path,
+            format!(
+                "truncated or empty: no numeric variables after the MAT-file header ({} bytes)",
+                bytes.len()
+            ),
+        ));
     }
     Ok(out)
 }
