@@ -517,6 +517,21 @@ fn binary_condenses_with_lenet_and_evaluates_the_cross_architecture_pool() {
     );
     let r = report_of(&out);
     assert_eq!(r["config"]["model"], "LeNet");
+    // the report names the files read
+    let files: Vec<&str> = r["data_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(files.len(), 4, "{files:?}");
+    for (f, stem) in
+        files
+            .iter()
+            .zip(["train-images", "train-labels", "t10k-images", "t10k-labels"])
+    {
+        assert!(f.starts_with(FMNIST) && f.contains(stem), "{files:?}");
+    }
     assert_eq!(r["losses"].as_array().unwrap().len(), 3);
     let models = ["MLP", "ConvNet", "LeNet", "AlexNet", "VGG11", "ResNet18"];
     let rows = result_rows(&r);

@@ -318,7 +318,7 @@ impl Job for CondenseJob<'_> {
         let shape = [k * cfg.ipc, ds.channels, ds.height, ds.width];
         let mut report = Report::new("condense");
         report.config = cfg.to_json();
-        report.dataset = ds.name.clone();
+        report.set_dataset(ds);
         report.backend = backend_name;
         report.seed = cfg.seed;
         report.eval_options = condense::evaluate::eval_settings(cfg)?;
@@ -412,7 +412,7 @@ impl Job for EvalJob<'_> {
         )?;
         let mut report = Report::new(self.command);
         report.config = self.cfg.to_json();
-        report.dataset = self.ds.name.clone();
+        report.set_dataset(self.ds);
         report.backend = backend_name;
         report.seed = self.cfg.seed;
         report.eval_options = condense::evaluate::eval_settings(self.cfg)?;
@@ -468,6 +468,8 @@ fn prepare(cfg: &CondenseConfig) -> Result<data::Dataset> {
             "{}: {} train / {} test images, {} classes, {}x{}x{}",
             ds.name, ds.train.n, ds.test.n, ds.num_classes, ds.channels, ds.height, ds.width
         );
+        let files: Vec<String> = ds.files.iter().map(|p| p.display().to_string()).collect();
+        eprintln!("read: {}", files.join(", "));
     }
     Ok(ds)
 }

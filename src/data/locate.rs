@@ -293,25 +293,37 @@ fn verify_local(kind: &DatasetKind, dir: &Path) -> Result<()> {
 fn load_from(kind: &DatasetKind, dir: &Path, documented_sizes: bool) -> Result<Dataset> {
     let name = kind.name();
     let (mean, std) = kind.normalisation().unwrap_or_default();
-    match kind {
+    let (mut ds, files) = match kind {
         DatasetKind::Mnist | DatasetKind::FashionMnist => {
             verify_local(kind, dir)?;
             let (train, test, h, w) = idx::read_dir(dir, 10)?;
-            Dataset::from_raw(name, dir, (1, h, w), 10, mean, std, &train, &test)
+            let files = idx::IDX_STEMS
+                .iter()
+                .filter_map(|s| idx::find_stem(dir, s))
+                .collect();
+            let ds = Dataset::from_raw(name, dir, (1, h, w), 10, mean, std, &train, &test)?;
+            (ds, files)
         }
         DatasetKind::Svhn => {
-            let train = svhn::read_split(&dir.join(svhn::FILES[0]))?;
-            let test = svhn::read_split(&dir.join(svhn::FILES[1]))?;
-            Dataset::from_raw(name, dir, (3, 32, 32), 10, mean, std, &train, &test)
+            let files: Vec<PathBuf> = svhn::FILES.iter().map(|f| dir.join(f)).collect();
+            let train = svhn::read_split(&files[0])?;
+            let test = svhn::read_split(&files[1])?;
+            let ds = Dataset::from_raw(name, dir, (3, 32, 32), 10, mean, std, &train, &test)?;
+            (ds, files)
         }
         DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
             let c10 = *kind == DatasetKind::Cifar10;
             let (train, test) = cifar::read_dir(dir, c10, documented_sizes)?;
             let k = if c10 { 10 } else { 100 };
-            Dataset::from_raw(name, dir, (3, 32, 32), k, mean, std, &train, &test)
+            let (mut files, test_file) = cifar::files(dir, c10);
+            files.push(test_file);
+            let ds = Dataset::from_raw(name, dir, (3, 32, 32), k, mean, std, &train, &test)?;
+            (ds, files)
         }
-        DatasetKind::ImageFolder(p) => folder::load(p),
-    }
+        DatasetKind::ImageFolder(p) => (folder::load(p)?, vec![p.clone()]),
+    };
+    ds.files = files;
+    Ok(ds)
 }
 
 /// How long a download may wait to connect, or for the next bytes, before the mirror
@@ -423,7 +435,9 @@ pub fn download_file(
 /// Loads a dataset, searching and downloading as described in the module docs.
 pub fn load(kind: &DatasetKind, opts: &LoadOptions) -> Result<Dataset> {
     if let DatasetKind::ImageFolder(p) = kind {
-        return folder::load(p);
+        let mut ds = folder::load(p)?;
+        ds.files = vec![p.clone()];
+        return Ok(ds);
     }
     let candidates = candidate_dirs(kind, opts);
     if let Some(dir) = candidates.iter().find(|d| present(kind, d)) {

@@ -217,6 +217,9 @@ pub struct Dataset {
     pub train: Split,
     /// Test split.
     pub test: Split,
+    /// The files (or, for an image folder, the folder) the splits were read from,
+    /// as found; empty for a dataset built in memory.
+    pub files: Vec<PathBuf>,
 }
 
 impl Dataset {
@@ -325,6 +328,7 @@ impl Dataset {
             std,
             train,
             test,
+            files: Vec::new(),
         })
     }
 

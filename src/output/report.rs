@@ -116,6 +116,9 @@ pub struct Report {
     pub config: serde_json::Value,
     /// Dataset name.
     pub dataset: String,
+    /// The data files read (as found: which copy, raw or `.gz`, and where).
+    #[serde(default)]
+    pub data_files: Vec<String>,
     /// Backend used.
     pub backend: String,
     /// Seed of the run.
@@ -147,6 +150,12 @@ impl Report {
             command: command.into(),
             ..Default::default()
         }
+    }
+
+    /// Records the dataset: its name and the files it was read from.
+    pub fn set_dataset(&mut self, ds: &crate::data::Dataset) {
+        self.dataset = ds.name.clone();
+        self.data_files = ds.files.iter().map(|p| p.display().to_string()).collect();
     }
 
     /// Fills [`Report::results`] from `final_accuracy` and `eval_options`, one row
