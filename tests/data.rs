@@ -809,6 +809,88 @@ fn a_mirror_that_never_answers_times_out_with_a_clear_error() {
     );
 }
 
+/// A `.tar.gz` with `files` (archive path -> content).
+fn tar_gz(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, path, &data[..]).unwrap();
+    }
+    gz(&b.into_inner().unwrap())
+}
+
+#[test]
+fn cifar_archives_are_downloaded_unpacked_and_checked() {
+    let batch = |label: u8| {
+        let mut f = cifar_record(&[label], 1);
+        f.extend(cifar_record(&[(label + 1) % 10], 2));
+        f
+    };
+    let mut members: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "cifar-10-batches-bin/batches.meta.txt",
+            b"airplane\n".to_vec(),
+        ),
+        ("cifar-10-batches-bin/data_batch_1.bin", batch(1)),
+        ("cifar-10-batches-bin/data_batch_2.bin", batch(2)),
+        ("cifar-10-batches-bin/data_batch_3.bin", batch(3)),
+        ("cifar-10-batches-bin/data_batch_4.bin", batch(4)),
+        ("cifar-10-batches-bin/data_batch_5.bin", batch(5)),
+        ("cifar-10-batches-bin/test_batch.bin", batch(6)),
+    ];
+    let serve_archive = |members: &[(&str, Vec<u8>)]| {
+        let mut files = HashMap::new();
+        files.insert("cifar-10-binary.tar.gz".to_string(), tar_gz(members));
+        serve(files)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let base = serve_archive(&members);
+    let opts = download_opts(dir.path(), base).any_sizes();
+    let ds = data::load(&DatasetKind::Cifar10, &opts).unwrap();
+    assert_eq!((ds.train.n, ds.test.n, ds.channels), (10, 2, 3));
+    assert_eq!(ds.test.labels, vec![6, 7]);
+    let mut left: Vec<String> = walk(dir.path())
+        .iter()
+        .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [1, 2, 3, 4, 5]
+            .map(|i| format!("cifar-10-batches-bin/data_batch_{i}.bin"))
+            .into_iter()
+            .chain(["cifar-10-batches-bin/test_batch.bin".to_string()])
+            .collect::<Vec<_>>(),
+        "only the .bin files remain (no archive, no temporary folder)"
+    );
+
+    // An archive without a test batch: refused naming what is missing, nothing kept.
+    members.pop();
+    let dir = tempfile::tempdir().unwrap();
+    let base = serve_archive(&members);
+    let e = data::load(
+        &DatasetKind::Cifar10,
+        &download_opts(dir.path(), base).any_sizes(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("lacks test_batch.bin"), "{e}");
+    assert!(walk(dir.path()).is_empty(), "{:?}", walk(dir.path()));
+
+    // With the documented sizes checked (the default), 2-record batches are refused.
+    members.push(("cifar-10-batches-bin/test_batch.bin", batch(6)));
+    let dir = tempfile::tempdir().unwrap();
+    let base = serve_archive(&members);
+    let e = data::load(&DatasetKind::Cifar10, &download_opts(dir.path(), base))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2 records"), "{e}");
+    assert!(walk(dir.path()).is_empty(), "{:?}", walk(dir.path()));
+}
+
 // ---- real data ---------------------------------------------------------------------
 
 #[test]

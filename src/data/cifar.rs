@@ -2,6 +2,8 @@
 //! followed by 3072 pixel bytes (1024 red, 1024 green, 1024 blue, row-major 32x32),
 //! which is already CHW. CIFAR-10: `data_batch_1..5.bin`, `test_batch.bin`, one
 //! label byte. CIFAR-100: `train.bin`, `test.bin`, coarse then fine label (fine used).
+//! Both are distributed as one `.tar.gz` archive ([`archive`]); [`unpack`] takes the
+//! `.bin` files out of it, checked before they are put in place.
 
 use std::path::{Path, PathBuf};
 
@@ -102,4 +104,93 @@ pub fn read_dir(dir: &Path, cifar10: bool, documented_sizes: bool) -> Result<(Ra
     let mut test = RawSplit::default();
     read_batch(&test_file, label_bytes, k, check(test_n), &mut test)?;
     Ok((train, test))
+}
+
+/// The archive of the binary version of CIFAR-10 (`true`) or CIFAR-100 (`false`), as
+/// its publisher names it, and the folder it unpacks to.
+pub fn archive(cifar10: bool) -> (&'static str, &'static str) {
+    if cifar10 {
+        ("cifar-10-binary.tar.gz", "cifar-10-batches-bin")
+    } else {
+        ("cifar-100-binary.tar.gz", "cifar-100-binary")
+    }
+}
+
+/// Largest archive member [`unpack`] extracts (CIFAR-100's `train.bin`, 50,000 x
+/// 3,074 bytes = 154 MB, is the largest).
+pub const MAX_MEMBER_BYTES: u64 = 200 << 20;
+
+/// Extracts the dataset's `.bin` files from `archive` (a `.tar.gz`) into `dest`.
+/// Only those file names are taken (whatever folder they sit in inside the archive;
+/// nothing else is written, so a hostile path cannot escape). They go to a temporary
+/// folder beside `dest` first and are read back with the reader (documented record
+/// counts when `documented_sizes`); only then are they moved into `dest`. On any
+/// error the temporary folder is removed and `dest` is untouched.
+pub fn unpack(archive: &Path, dest: &Path, cifar10: bool, documented_sizes: bool) -> Result<()> {
+    let (train, test) = files(Path::new(""), cifar10);
+    let wanted: Vec<PathBuf> = train.into_iter().chain([test]).collect();
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    let tmp = parent.join(format!(
+        ".{}.partial",
+        dest.file_name()
+            .map_or("cifar".into(), |n| n.to_string_lossy())
+    ));
+    let result = extract(archive, &tmp, &wanted)
+        .and_then(|()| read_dir(&tmp, cifar10, documented_sizes).map(|_| ()))
+        .and_then(|()| {
+            std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
+            for name in &wanted {
+                let to = dest.join(name);
+                std::fs::rename(tmp.join(name), &to).map_err(|e| Error::io(&to, e))?;
+            }
+            Ok(())
+        });
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// The members of `archive` whose file names are in `wanted`, into the fresh folder
+/// `to`; every wanted name must be there.
+fn extract(archive: &Path, to: &Path, wanted: &[PathBuf]) -> Result<()> {
+    use std::io::Read;
+    let bad = |e: std::io::Error| Error::data(archive, format!("invalid .tar.gz archive: {e}"));
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+    let f = std::fs::File::open(archive).map_err(|e| Error::io(archive, e))?;
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(f)));
+    let mut found = Vec::new();
+    for entry in ar.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path().map_err(bad)?.into_owned();
+        let Some(name) = path.file_name().map(PathBuf::from) else {
+            continue;
+        };
+        if !wanted.contains(&name) || found.contains(&name) {
+            continue;
+        }
+        let size = entry.size();
+        if size > MAX_MEMBER_BYTES {
+            return Err(Error::data(
+                archive,
+                format!(
+                    "member {} declares {size} bytes, more than any CIFAR file",
+                    path.display()
+                ),
+            ));
+        }
+        let out = to.join(&name);
+        let mut file = std::fs::File::create(&out).map_err(|e| Error::io(&out, e))?;
+        std::io::copy(&mut (&mut entry).take(size), &mut file).map_err(bad)?;
+        found.push(name);
+    }
+    match wanted.iter().find(|w| !found.contains(w)) {
+        Some(missing) => Err(Error::data(
+            archive,
+            format!("the archive lacks {}", missing.display()),
+        )),
+        None => Ok(()),
+    }
 }

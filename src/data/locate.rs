@@ -183,16 +183,27 @@ pub fn remote_files(kind: &DatasetKind) -> &'static [RemoteFile] {
             sha256: None,
         },
     ];
+    // CIFAR: one archive each, checked by unpacking it (its content checksum was
+    // not available when this was written).
+    const CIFAR10: [RemoteFile; 1] = [RemoteFile {
+        name: "cifar-10-binary.tar.gz",
+        sha256: None,
+    }];
+    const CIFAR100: [RemoteFile; 1] = [RemoteFile {
+        name: "cifar-100-binary.tar.gz",
+        sha256: None,
+    }];
     match kind {
         DatasetKind::Mnist => &MNIST,
         DatasetKind::FashionMnist => &FASHION,
         DatasetKind::Svhn => &SVHN,
-        _ => &[],
+        DatasetKind::Cifar10 => &CIFAR10,
+        DatasetKind::Cifar100 => &CIFAR100,
+        DatasetKind::ImageFolder(_) => &[],
     }
 }
 
-/// Built-in download mirrors (base URLs) of a dataset; empty when it cannot be
-/// downloaded as single files (CIFAR comes as a tar archive).
+/// Built-in download mirrors (base URLs) of a dataset (CIFAR: where its archive is).
 pub fn default_mirrors(kind: &DatasetKind) -> Vec<String> {
     let v: &[&str] = match kind {
         DatasetKind::Mnist => &[
@@ -203,7 +214,8 @@ pub fn default_mirrors(kind: &DatasetKind) -> Vec<String> {
             &["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
         }
         DatasetKind::Svhn => &["http://ufldl.stanford.edu/housenumbers/"],
-        _ => &[],
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 => &["https://www.cs.toronto.edu/~kriz/"],
+        DatasetKind::ImageFolder(_) => &[],
     };
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -345,6 +357,13 @@ fn check_format(name: &str, bytes: &[u8]) -> Result<()> {
         let dims = if name.contains("idx3") { 3 } else { 1 };
         let content = idx::decompress_if_gz(bytes.to_vec(), what)?;
         idx::parse_idx_u8(&content, dims, what).map(|_| ())
+    } else if name.ends_with(".tar.gz") {
+        // the archive itself is checked when it is unpacked
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            Ok(())
+        } else {
+            Err(Error::data(what, "not a gzip file"))
+        }
     } else if name.ends_with(".mat") {
         if bytes.starts_with(b"MATLAB 5.0 MAT-file") {
             Ok(())
@@ -462,15 +481,32 @@ pub fn load(kind: &DatasetKind, opts: &LoadOptions) -> Result<Dataset> {
             }
             Some(base) => {
                 let dir = base.join(subdirs(kind)[0]);
-                let fetched = std::fs::create_dir_all(&dir)
-                    .map_err(|e| Error::io(&dir, e))
-                    .and_then(|_| {
-                        files.iter().try_for_each(|f| {
-                            download_file(&mirrors, f.name, f.sha256, &dir).map(|_| ())
+                let fetched = match kind {
+                    DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
+                        let c10 = *kind == DatasetKind::Cifar10;
+                        let (name, folder) = cifar::archive(c10);
+                        let dir = base.join(folder);
+                        std::fs::create_dir_all(&base)
+                            .map_err(|e| Error::io(&base, e))
+                            .and_then(|_| download_file(&mirrors, name, None, &base))
+                            .and_then(|archive| {
+                                let r = cifar::unpack(&archive, &dir, c10, opts.documented_sizes);
+                                let _ = std::fs::remove_file(&archive);
+                                r
+                            })
+                            .map(|()| dir)
+                    }
+                    _ => std::fs::create_dir_all(&dir)
+                        .map_err(|e| Error::io(&dir, e))
+                        .and_then(|_| {
+                            files.iter().try_for_each(|f| {
+                                download_file(&mirrors, f.name, f.sha256, &dir).map(|_| ())
+                            })
                         })
-                    });
+                        .map(|()| dir.clone()),
+                };
                 match fetched {
-                    Ok(()) => return load_from(kind, &dir, opts.documented_sizes),
+                    Ok(dir) => return load_from(kind, &dir, opts.documented_sizes),
                     Err(e) => notes.push(format!("download into {} failed: {e}", dir.display())),
                 }
             }
