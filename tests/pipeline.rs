@@ -648,6 +648,12 @@ fn same_seed_gives_byte_identical_files_at_any_thread_count() {
     ] {
         assert!(names.contains(&want), "{want} not written: {names:?}");
     }
+    // the set saved is the set evaluated at the last iteration (same grid, same bytes)
+    let file = |name: &str| &runs[0].iter().find(|(n, _)| n == name).unwrap().1;
+    assert!(
+        file("synset.png") == file("synset_exp0_iter2.png"),
+        "the saved set is not the one evaluated at the last iteration"
+    );
     for run in &runs[1..] {
         assert_eq!(run.len(), runs[0].len());
         for ((name, a), (_, b)) in runs[0].iter().zip(run) {

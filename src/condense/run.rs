@@ -226,11 +226,17 @@ pub fn run<B: Backend>(
                     }
                     e => e,
                 })?;
-            s_host = to_f32::<B>(&be.download(&syn)?);
-            if let Some(bad) = s_host.iter().position(|v| !v.is_finite()) {
-                return Err(Error::NonFinite(format!(
-                    "synthetic set became non-finite (element {bad}) at experiment {exp}, iteration {it}{keep}"
-                )));
+            // The last iteration's matching loss is recorded, but its image update is
+            // not kept: the set saved is the set evaluated at the last iteration (the
+            // reference applies one more update after its final evaluation, whose
+            // result is saved but never evaluated).
+            if it < cfg.iterations {
+                s_host = to_f32::<B>(&be.download(&syn)?);
+                if let Some(bad) = s_host.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::NonFinite(format!(
+                        "synthetic set became non-finite (element {bad}) at experiment {exp}, iteration {it}{keep}"
+                    )));
+                }
             }
             let mean_loss = loss_sum / (k * cfg.outer_loop) as f64;
             result.losses.push(LossRecord {
