@@ -104,6 +104,10 @@ fn options_beyond_their_bounds_are_refused_before_any_work() {
         "--epoch-eval-train",
     );
     fails_naming(&["condense", "--num-eval", "1000000000"], "--num-eval");
+    fails_naming(
+        &["condense", "--backend", "cpu", "--device", "1"],
+        "--device",
+    );
 }
 
 #[test]

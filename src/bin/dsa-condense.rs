@@ -203,7 +203,7 @@ fn with_backend<J: Job>(cfg: &CondenseConfig, job: J) -> Result<()> {
             job.run(&be, name)
         }
         BackendChoice::Cuda | BackendChoice::Auto => {
-            match dsa_condense::backend::cuda::Cuda::new(0) {
+            match dsa_condense::backend::cuda::Cuda::new(cfg.device) {
                 Ok(be) => {
                     let name = be.name();
                     if !cfg.quiet {
@@ -219,7 +219,10 @@ fn with_backend<J: Job>(cfg: &CondenseConfig, job: J) -> Result<()> {
                     }
                     job.run(&be, name)
                 }
-                Err(e) => Err(anyhow::anyhow!(e).context("--backend cuda")),
+                Err(e) => {
+                    Err(anyhow::anyhow!(e)
+                        .context(format!("--backend cuda (device {})", cfg.device)))
+                }
             }
         }
     }

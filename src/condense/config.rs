@@ -238,6 +238,9 @@ pub struct CondenseArgs {
     /// CPU worker threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// CUDA device ordinal for the cuda backend [default: 0].
+    #[arg(long)]
+    pub device: Option<usize>,
     /// Random seed [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
@@ -314,6 +317,9 @@ pub struct CondenseConfig {
     pub backend: BackendChoice,
     /// CPU threads (`None`: all cores).
     pub threads: Option<usize>,
+    /// CUDA device ordinal (the cuda backend).
+    #[serde(default)]
+    pub device: usize,
     /// Seed.
     pub seed: u64,
     /// Output directory.
@@ -440,6 +446,7 @@ impl CondenseArgs {
             eval_every,
             backend,
             threads,
+            device,
             seed,
             out,
             data_dir,
@@ -584,6 +591,12 @@ impl CondenseArgs {
                 ));
             }
         }
+        if a.device.is_some() && backend == BackendChoice::Cpu {
+            return Err(Error::option(
+                "device",
+                "selects a GPU for the cuda backend; --backend cpu uses none",
+            ));
+        }
         let iterations = a.iterations.unwrap_or(1000);
         if iterations > MAX_ITERATIONS {
             return Err(Error::option(
@@ -645,6 +658,7 @@ impl CondenseArgs {
             eval_every,
             backend,
             threads: a.threads,
+            device: a.device.unwrap_or(0),
             seed: a.seed.unwrap_or(0),
             out: a.out.unwrap_or_else(|| PathBuf::from("result")),
             data_dir: a.data_dir,

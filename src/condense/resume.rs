@@ -19,6 +19,7 @@ pub(super) fn resumable_config(cfg: &CondenseConfig, ds: &Dataset) -> String {
             "out",
             "resume",
             "threads",
+            "device",
             "backend",
             "quiet",
             "checkpoint_every",
