@@ -211,7 +211,8 @@ pub struct CondenseArgs {
     /// Initialisation: noise or real [default: noise].
     #[arg(long)]
     pub init: Option<String>,
-    /// DSA strategy, e.g. color_crop_cutout_flip_scale_rotate, or None
+    /// DSA strategy: groups joined by `_` from color, crop, cutout, flip, scale,
+    /// rotate (e.g. color_crop_cutout_flip_scale_rotate), or None
     /// [default: the README strategy of the dataset; no flip for MNIST and SVHN].
     #[arg(long)]
     pub dsa_strategy: Option<String>,
