@@ -798,3 +798,41 @@ fn a_second_interrupt_stops_at_once() {
     assert_eq!(status.code(), Some(130), "{err}");
     assert!(err.contains("second interrupt"), "{err}");
 }
+
+#[test]
+fn piped_output_gets_log_lines_and_evaluations_as_they_happen() {
+    let Some(common) = tiny_fmnist(&[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut args = vec![
+        "condense",
+        "--method",
+        "dsa",
+        "--iterations",
+        "2",
+        "--eval-every",
+        "2",
+        "--batch-real",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(common.into_iter().filter(|a| *a != "--quiet"));
+    let o = bin(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    for it in 0..=2 {
+        assert!(
+            err.contains(&format!("exp 0 it {it}/2: loss")),
+            "no log line for iteration {it}: {err}"
+        );
+    }
+    assert!(err.contains("it/s") && err.contains("ETA"), "{err}");
+    // the evaluations appear between the log lines, as they happen
+    let eval0 = err.find("exp 0 it 0: ConvNet test accuracy").expect(&err);
+    let log1 = err.find("exp 0 it 1/2").unwrap();
+    assert!(eval0 < log1, "{err}");
+    assert!(err.contains("read: "), "{err}");
+}

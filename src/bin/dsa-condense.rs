@@ -228,21 +228,44 @@ fn with_backend<J: Job>(cfg: &CondenseConfig, job: J) -> Result<()> {
     }
 }
 
-/// Progress: a bar with iteration, matching loss, rate and ETA (or nothing when quiet).
+/// Progress: on a terminal, a bar with iteration, matching loss, rate and ETA; with
+/// stderr piped (a batch job), a log line every `log_every` iterations; nothing when
+/// quiet. Evaluation results are printed as they happen in every case.
 struct Progress {
     bar: Option<ProgressBar>,
+    /// Log-line interval when stderr is not a terminal.
+    log_every: Option<usize>,
+    /// Iterations per experiment (the loop runs 0..=last).
+    last: usize,
+    /// Iterations of the whole run, and done so far (by this process).
+    total: usize,
+    done: usize,
+    start: Instant,
     /// Set by Ctrl-C: the run checkpoints and stops after the current iteration.
     stop: Arc<AtomicBool>,
 }
 
 impl Progress {
     fn new(cfg: &CondenseConfig) -> Self {
-        let stop = Arc::clone(&STOP);
+        use std::io::IsTerminal;
+        let total = cfg.num_exp * (cfg.iterations + 1);
+        let mut p = Self {
+            bar: None,
+            log_every: None,
+            last: cfg.iterations,
+            total,
+            done: 0,
+            start: Instant::now(),
+            stop: Arc::clone(&STOP),
+        };
         if cfg.quiet {
-            return Self { bar: None, stop };
+            return p;
         }
-        let total = (cfg.num_exp * (cfg.iterations + 1)) as u64;
-        let bar = ProgressBar::new(total);
+        if !std::io::stderr().is_terminal() {
+            p.log_every = Some((cfg.iterations / 20).max(1));
+            return p;
+        }
+        let bar = ProgressBar::new(total as u64);
         bar.set_style(
             ProgressStyle::with_template(
                 "{elapsed_precise} [{bar:30}] {pos}/{len} it  {msg}  ({per_sec}, ETA {eta})",
@@ -250,20 +273,44 @@ impl Progress {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        Self {
-            bar: Some(bar),
-            stop,
-        }
+        p.bar = Some(bar);
+        p
+    }
+}
+
+/// `s` seconds as `1h02m03s` / `2m03s` / `3s`.
+fn hms(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec:02}s"),
+        (h, m, sec) => format!("{h}h{m:02}m{sec:02}s"),
     }
 }
 
 impl Observer for Progress {
     fn iteration(&mut self, experiment: usize, iteration: usize, mean_loss: f64) {
+        self.done += 1;
         if let Some(b) = &self.bar {
             b.set_message(format!(
                 "exp {experiment} it {iteration} loss {mean_loss:.4}"
             ));
             b.inc(1);
+        }
+        if let Some(every) = self.log_every {
+            if iteration % every == 0 || iteration == self.last {
+                // wall-clock rate since the start: evaluation time included
+                let secs = self.start.elapsed().as_secs_f64();
+                let rate = self.done as f64 / secs.max(1e-9);
+                let left = self.total.saturating_sub(self.done) as f64 / rate.max(1e-12);
+                eprintln!(
+                    "exp {experiment} it {iteration}/{}: loss {mean_loss:.4}, {rate:.3} it/s, \
+                     elapsed {}, ETA {}",
+                    self.last,
+                    hms(secs),
+                    hms(left)
+                );
+            }
         }
     }
     fn evaluation(&mut self, r: &output::report::EvalRecord) {
