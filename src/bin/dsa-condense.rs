@@ -298,7 +298,7 @@ impl Observer for Progress {
             b.inc(1);
         }
         if let Some(every) = self.log_every {
-            if iteration % every == 0 || iteration == self.last {
+            if iteration.is_multiple_of(every) || iteration == self.last {
                 // wall-clock rate since the start: evaluation time included
                 let secs = self.start.elapsed().as_secs_f64();
                 let rate = self.done as f64 / secs.max(1e-9);
