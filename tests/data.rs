@@ -343,51 +343,10 @@ fn cifar100_uses_fine_labels() {
     assert!((ds.mean[0] - 0.5071).abs() < 1e-7);
 }
 
-// ---- a tiny MAT v5 writer (test side) -----------------------------------------
+// ---- MAT v5 files (the writer is shared with the fuzz targets) ----------------
 
-fn pad8(v: &mut Vec<u8>) {
-    while !v.len().is_multiple_of(8) {
-        v.push(0);
-    }
-}
-
-fn mat_matrix(name: &str, class: u8, dims: &[i32], data_type: u32, data: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend(6u32.to_le_bytes());
-    body.extend(8u32.to_le_bytes());
-    body.extend([class, 0, 0, 0, 0, 0, 0, 0]);
-    body.extend(5u32.to_le_bytes());
-    body.extend(((dims.len() * 4) as u32).to_le_bytes());
-    for d in dims {
-        body.extend(d.to_le_bytes());
-    }
-    pad8(&mut body);
-    // Name as a small data element.
-    body.extend((((name.len() as u32) << 16) | 1).to_le_bytes());
-    let mut nb = name.as_bytes().to_vec();
-    nb.resize(4, 0);
-    body.extend(nb);
-    body.extend(data_type.to_le_bytes());
-    body.extend((data.len() as u32).to_le_bytes());
-    body.extend_from_slice(data);
-    pad8(&mut body);
-    let mut el = Vec::new();
-    el.extend(14u32.to_le_bytes());
-    el.extend((body.len() as u32).to_le_bytes());
-    el.extend(body);
-    el
-}
-
-fn compressed(el: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(el).unwrap();
-    let z = e.finish().unwrap();
-    let mut out = Vec::new();
-    out.extend(15u32.to_le_bytes());
-    out.extend((z.len() as u32).to_le_bytes());
-    out.extend(z);
-    out
-}
+mod fuzz;
+use fuzz::{mat_compressed as compressed, mat_file, mat_matrix};
 
 fn svhn_value(i: usize, j: usize, c: usize, n: usize) -> u8 {
     ((i * 7 + j * 3 + c * 50 + n * 11) % 256) as u8
@@ -406,20 +365,13 @@ fn write_svhn(path: &Path, labels: &[f64], compress: bool) {
         }
     }
     let y: Vec<u8> = labels.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let mut f = vec![b' '; 116];
-    f[..20].copy_from_slice(b"MATLAB 5.0 MAT-file,");
-    f.extend([0u8; 8]);
-    f.extend([0x00, 0x01]);
-    f.extend(b"IM");
     let xe = mat_matrix("X", 9, &[32, 32, 3, n as i32], 2, &x);
     let ye = mat_matrix("y", 6, &[n as i32, 1], 9, &y);
-    for e in [xe, ye] {
-        if compress {
-            f.extend(compressed(&e));
-        } else {
-            f.extend(e);
-        }
-    }
+    let elements: Vec<Vec<u8>> = [xe, ye]
+        .into_iter()
+        .map(|e| if compress { compressed(&e) } else { e })
+        .collect();
+    let f = mat_file(&elements);
     std::fs::write(path, f).unwrap();
 }
 
@@ -447,19 +399,6 @@ fn svhn_mat_loads_transposed_with_label_10_as_0() {
             "compress={compress}"
         );
     }
-}
-
-/// A MAT-file header (128 bytes) followed by `elements`.
-fn mat_file(elements: &[Vec<u8>]) -> Vec<u8> {
-    let mut f = vec![b' '; 116];
-    f[..20].copy_from_slice(b"MATLAB 5.0 MAT-file,");
-    f.extend([0u8; 8]);
-    f.extend([0x00, 0x01]);
-    f.extend(b"IM");
-    for e in elements {
-        f.extend_from_slice(e);
-    }
-    f
 }
 
 #[test]

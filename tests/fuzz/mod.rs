@@ -358,62 +358,77 @@ pub fn make_corpus(root: &Path) {
     );
 }
 
-/// A small SVHN-like MAT v5 file: `X` 32x32x3xN uint8 and `y` Nx1 double.
-fn svhn_mat(n: usize, compress: bool) -> Vec<u8> {
-    use std::io::Write;
+/// A MAT v5 numeric matrix element (`miMATRIX`): array flags with `class`, the
+/// dimensions, the name (a small data element, at most 4 bytes) and the data.
+pub fn mat_matrix(name: &str, class: u8, dims: &[i32], data_type: u32, data: &[u8]) -> Vec<u8> {
     let pad8 = |v: &mut Vec<u8>| {
         while !v.len().is_multiple_of(8) {
             v.push(0);
         }
     };
-    let matrix = |name: &str, class: u8, dims: &[i32], data_type: u32, data: &[u8]| {
-        let mut body = Vec::new();
-        body.extend(6u32.to_le_bytes());
-        body.extend(8u32.to_le_bytes());
-        body.extend([class, 0, 0, 0, 0, 0, 0, 0]);
-        body.extend(5u32.to_le_bytes());
-        body.extend(((dims.len() * 4) as u32).to_le_bytes());
-        for d in dims {
-            body.extend(d.to_le_bytes());
-        }
-        pad8(&mut body);
-        body.extend((((name.len() as u32) << 16) | 1).to_le_bytes());
-        let mut nb = name.as_bytes().to_vec();
-        nb.resize(4, 0);
-        body.extend(nb);
-        body.extend(data_type.to_le_bytes());
-        body.extend((data.len() as u32).to_le_bytes());
-        body.extend_from_slice(data);
-        pad8(&mut body);
-        let mut el = Vec::new();
-        el.extend(14u32.to_le_bytes());
-        el.extend((body.len() as u32).to_le_bytes());
-        el.extend(body);
-        el
-    };
-    let x: Vec<u8> = (0..3072 * n).map(|i| (i % 251) as u8).collect();
-    let y: Vec<u8> = (0..n)
-        .flat_map(|i| ((i % 10 + 1) as f64).to_le_bytes())
-        .collect();
+    let mut body = Vec::new();
+    body.extend(6u32.to_le_bytes());
+    body.extend(8u32.to_le_bytes());
+    body.extend([class, 0, 0, 0, 0, 0, 0, 0]);
+    body.extend(5u32.to_le_bytes());
+    body.extend(((dims.len() * 4) as u32).to_le_bytes());
+    for d in dims {
+        body.extend(d.to_le_bytes());
+    }
+    pad8(&mut body);
+    body.extend((((name.len() as u32) << 16) | 1).to_le_bytes());
+    let mut nb = name.as_bytes().to_vec();
+    nb.resize(4, 0);
+    body.extend(nb);
+    body.extend(data_type.to_le_bytes());
+    body.extend((data.len() as u32).to_le_bytes());
+    body.extend_from_slice(data);
+    pad8(&mut body);
+    let mut el = Vec::new();
+    el.extend(14u32.to_le_bytes());
+    el.extend((body.len() as u32).to_le_bytes());
+    el.extend(body);
+    el
+}
+
+/// `el` wrapped in a zlib-compressed element (`miCOMPRESSED`).
+pub fn mat_compressed(el: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(el).unwrap();
+    let z = z.finish().unwrap();
+    let mut out = Vec::new();
+    out.extend(15u32.to_le_bytes());
+    out.extend((z.len() as u32).to_le_bytes());
+    out.extend(z);
+    out
+}
+
+/// A level-5 MAT file: the 128-byte header (little endian) and `elements`.
+pub fn mat_file(elements: &[Vec<u8>]) -> Vec<u8> {
     let mut f = vec![b' '; 116];
     f[..20].copy_from_slice(b"MATLAB 5.0 MAT-file,");
     f.extend([0u8; 8]);
     f.extend([0x00, 0x01]);
     f.extend(b"IM");
-    for e in [
-        matrix("X", 9, &[32, 32, 3, n as i32], 2, &x),
-        matrix("y", 6, &[n as i32, 1], 9, &y),
-    ] {
-        if compress {
-            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-            z.write_all(&e).unwrap();
-            let z = z.finish().unwrap();
-            f.extend(15u32.to_le_bytes());
-            f.extend((z.len() as u32).to_le_bytes());
-            f.extend(z);
-        } else {
-            f.extend(e);
-        }
+    for e in elements {
+        f.extend_from_slice(e);
     }
     f
+}
+
+/// A small SVHN-like MAT v5 file: `X` 32x32x3xN uint8 and `y` Nx1 double.
+fn svhn_mat(n: usize, compress: bool) -> Vec<u8> {
+    let x: Vec<u8> = (0..3072 * n).map(|i| (i % 251) as u8).collect();
+    let y: Vec<u8> = (0..n)
+        .flat_map(|i| ((i % 10 + 1) as f64).to_le_bytes())
+        .collect();
+    let elements: Vec<Vec<u8>> = [
+        mat_matrix("X", 9, &[32, 32, 3, n as i32], 2, &x),
+        mat_matrix("y", 6, &[n as i32, 1], 9, &y),
+    ]
+    .into_iter()
+    .map(|e| if compress { mat_compressed(&e) } else { e })
+    .collect();
+    mat_file(&elements)
 }
