@@ -387,6 +387,13 @@ fn binary_condenses_evaluates_and_baselines_fashion_mnist() {
         "evaluate failed: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // the evaluate report names the set it evaluated, with the file's digest
+    let r = report_of(&eval_out);
+    assert_eq!(r["evaluated_set"]["path"], syn.to_str().unwrap());
+    assert_eq!(
+        r["evaluated_set"]["sha256"],
+        dsa_condense::data::locate::sha256_hex(&std::fs::read(&syn).unwrap())
+    );
     let base_out = dir.path().join("base");
     let mut args = vec![
         "baseline",
@@ -525,6 +532,22 @@ fn binary_condenses_with_lenet_and_evaluates_the_cross_architecture_pool() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(files.len(), 4, "{files:?}");
+    // and what the data and the run were
+    assert_eq!(r["data"]["train_images"], 500);
+    assert_eq!(r["data"]["class_names"].as_array().unwrap().len(), 10);
+    let cmd: Vec<&str> = r["run"]["command_line"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        cmd.contains(&"LeNet") && cmd.contains(&"condense"),
+        "{cmd:?}"
+    );
+    assert_eq!(r["run"]["version"], env!("CARGO_PKG_VERSION"));
+    let t = &r["timings"];
+    assert!(t["finished_unix_s"].as_f64().unwrap() >= t["started_unix_s"].as_f64().unwrap());
     for (f, stem) in
         files
             .iter()
@@ -578,7 +601,7 @@ fn baseline_in_mode_w_evaluates_four_widths() {
 }
 
 /// Every output file of a run, as bytes; `report.json` without what records how
-/// and where it ran (`timings`, `backend`, the `threads` and `out` options).
+/// and where it ran (`timings`, `backend`, `run`, the `threads` and `out` options).
 fn output_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -596,6 +619,7 @@ fn output_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
             let top = r.as_object_mut().unwrap();
             top.remove("timings");
             top.remove("backend");
+            top.remove("run");
             let cfg = top["config"].as_object_mut().unwrap();
             cfg.remove("threads");
             cfg.remove("out");

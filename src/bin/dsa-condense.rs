@@ -114,12 +114,21 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let started = std::time::SystemTime::now();
     match cli.cmd {
         Command::Info => info(),
         Command::Condense(a) => {
             let cfg = a.resolve()?;
             let ds = prepare(&cfg)?;
-            with_backend(&cfg, CondenseJob { cfg: &cfg, ds: &ds })
+            with_backend(
+                &cfg,
+                CondenseJob {
+                    cfg: &cfg,
+                    ds: &ds,
+                    args: std::env::args().collect(),
+                    started,
+                },
+            )
         }
         Command::Evaluate(a) => {
             a.common.refuse_condense_only("evaluate")?;
@@ -161,6 +170,14 @@ fn run(cli: Cli) -> Result<()> {
                     images: &set.images,
                     labels: &set.labels,
                     command: "evaluate",
+                    args: std::env::args().collect(),
+                    started,
+                    evaluated_set: Some(serde_json::json!({
+                        "path": a.synset.display().to_string(),
+                        "sha256": data::locate::sha256_hex(
+                            &std::fs::read(&a.synset).context("--synset")?
+                        ),
+                    })),
                 },
             )
         }
@@ -180,6 +197,9 @@ fn run(cli: Cli) -> Result<()> {
                     images: &images,
                     labels: &labels,
                     command: "baseline",
+                    args: std::env::args().collect(),
+                    started,
+                    evaluated_set: None,
                 },
             )
         }
@@ -341,6 +361,8 @@ impl Observer for Progress {
 struct CondenseJob<'a> {
     cfg: &'a CondenseConfig,
     ds: &'a data::Dataset,
+    args: Vec<String>,
+    started: std::time::SystemTime,
 }
 
 impl Job for CondenseJob<'_> {
@@ -367,6 +389,7 @@ impl Job for CondenseJob<'_> {
         let k = ds.num_classes;
         let shape = [k * cfg.ipc, ds.channels, ds.height, ds.width];
         let mut report = Report::new("condense");
+        report.set_run(&self.args, self.started);
         report.config = cfg.to_json();
         report.set_dataset(ds);
         report.backend = backend_name;
@@ -431,6 +454,7 @@ impl Job for CondenseJob<'_> {
             .timings
             .insert("total_seconds".into(), t0.elapsed().as_secs_f64());
         report.outputs.push("report.json".into());
+        report.finish();
         report.write(&cfg.out.join("report.json"))?;
         print_final(&report);
         Ok(())
@@ -443,6 +467,10 @@ struct EvalJob<'a> {
     images: &'a [f32],
     labels: &'a [u32],
     command: &'static str,
+    args: Vec<String>,
+    started: std::time::SystemTime,
+    /// `evaluate`: the set's path and SHA-256.
+    evaluated_set: Option<serde_json::Value>,
 }
 
 impl Job for EvalJob<'_> {
@@ -461,6 +489,8 @@ impl Job for EvalJob<'_> {
             &mut progress,
         )?;
         let mut report = Report::new(self.command);
+        report.set_run(&self.args, self.started);
+        report.evaluated_set = self.evaluated_set;
         report.config = self.cfg.to_json();
         report.set_dataset(self.ds);
         report.backend = backend_name;
@@ -475,6 +505,7 @@ impl Job for EvalJob<'_> {
             .timings
             .insert("eval_seconds".into(), t0.elapsed().as_secs_f64());
         report.outputs.push("report.json".into());
+        report.finish();
         report.write(&self.cfg.out.join("report.json"))?;
         print_final(&report);
         Ok(())

@@ -119,6 +119,15 @@ pub struct Report {
     /// The data files read (as found: which copy, raw or `.gz`, and where).
     #[serde(default)]
     pub data_files: Vec<String>,
+    /// What the data looked like: sizes, shape, class names, normalisation.
+    #[serde(default)]
+    pub data: serde_json::Value,
+    /// How the run was started: command line, crate version, git commit.
+    #[serde(default)]
+    pub run: serde_json::Value,
+    /// For `evaluate`: the synthetic set evaluated (path and SHA-256 of the file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluated_set: Option<serde_json::Value>,
     /// Backend used.
     pub backend: String,
     /// Seed of the run.
@@ -152,10 +161,35 @@ impl Report {
         }
     }
 
-    /// Records the dataset: its name and the files it was read from.
+    /// Records the dataset: its name, the files it was read from, its sizes, shape,
+    /// class names and normalisation.
     pub fn set_dataset(&mut self, ds: &crate::data::Dataset) {
         self.dataset = ds.name.clone();
         self.data_files = ds.files.iter().map(|p| p.display().to_string()).collect();
+        self.data = serde_json::json!({
+            "train_images": ds.train.n,
+            "test_images": ds.test.n,
+            "shape": [ds.channels, ds.height, ds.width],
+            "classes": ds.num_classes,
+            "class_names": ds.class_names,
+            "mean": ds.mean,
+            "std": ds.std,
+        });
+    }
+
+    /// Records how the run was started: `args` (the command line), the crate
+    /// version and the git commit it was built from (when known at build time).
+    /// The wall-clock start goes to `timings` (`started_unix_s`).
+    pub fn set_run(&mut self, args: &[String], started: std::time::SystemTime) {
+        self.run = serde_json::json!({
+            "command_line": args,
+            "version": env!("CARGO_PKG_VERSION"),
+            "git_commit": option_env!("DSA_GIT_COMMIT"),
+        });
+        if let Ok(d) = started.duration_since(std::time::UNIX_EPOCH) {
+            self.timings
+                .insert("started_unix_s".into(), d.as_secs_f64());
+        }
     }
 
     /// Fills [`Report::results`] from `final_accuracy` and `eval_options`, one row
@@ -202,6 +236,14 @@ impl Report {
             ));
         }
         lines
+    }
+
+    /// Records the wall-clock end of the run in `timings` (`finished_unix_s`).
+    pub fn finish(&mut self) {
+        if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            self.timings
+                .insert("finished_unix_s".into(), d.as_secs_f64());
+        }
     }
 
     /// Writes the report as pretty JSON, atomically.
