@@ -187,6 +187,27 @@ fn resume_refuses_another_configuration() {
     let other = config(&[("seed", "8")]);
     let e = run_cpu(&other, &ds, Some(&f), Some(&f.checkpoint), &mut Silent).unwrap_err();
     assert!(e.to_string().contains("another configuration"), "{e}");
+    assert!(
+        e.to_string().contains("seed: 7 (checkpoint) vs 8 (now)"),
+        "{e}"
+    );
+
+    // A checkpoint of the same configuration whose set has another shape (re-saved
+    // with a valid digest) is refused naming the file, before any work.
+    let mut ck = dsa_condense::output::Checkpoint::load(&f.checkpoint).unwrap();
+    let per = ck.images.len() / ck.shape[0];
+    ck.shape[0] -= 1;
+    ck.images.truncate(ck.shape[0] * per);
+    ck.labels.pop();
+    ck.momentum.truncate(ck.images.len());
+    ck.save(&f.checkpoint).unwrap();
+    let e = run_cpu(&cfg, &ds, Some(&f), Some(&f.checkpoint), &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("checkpoint.safetensors") && e.contains("shape"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -146,7 +146,10 @@ pub fn run<B: Backend>(
 
     let mut result = RunResult::default();
     let mut state = match resume {
-        Some(path) => Some(resume_state(path, &config_json, &mut result, obs)?),
+        Some(path) => {
+            let shape = [k * ipc, ds.channels, ds.height, ds.width];
+            Some(resume_state(path, &config_json, shape, &mut result, obs)?)
+        }
         None => None,
     };
 
@@ -318,6 +321,7 @@ fn initial_set(
 fn resume_state(
     path: &Path,
     config_json: &str,
+    shape: [usize; 4],
     result: &mut RunResult,
     obs: &mut dyn Observer,
 ) -> Result<State> {
@@ -329,6 +333,15 @@ fn resume_state(
                 "{} was written by a run with another configuration or other data: {}",
                 path.display(),
                 config_differences(config_json, &ck.config_json).join("; ")
+            ),
+        ));
+    }
+    if ck.shape != shape {
+        return Err(Error::data(
+            path,
+            format!(
+                "checkpoint images of shape {:?}, this run's synthetic set is {shape:?}",
+                ck.shape
             ),
         ));
     }
