@@ -27,7 +27,7 @@ fn arg(args: &[String], name: &str, default: usize) -> anyhow::Result<usize> {
     }
 }
 
-/// One siamese draw (SPEC §2.5 ranges: rotation ±15°, contrast [0.5, 1.5], crop ±4)
+/// One siamese draw (docs/method.md §2.5 ranges: rotation ±15°, contrast [0.5, 1.5], crop ±4)
 /// as ops for `n` images.
 fn siamese_ops(rng: &mut ChaCha8Rng, n_real: usize, n_syn: usize) -> (Vec<AugOp>, Vec<AugOp>) {
     let a = rng.random_range(-15.0f32..15.0).to_radians();

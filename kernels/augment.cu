@@ -8,7 +8,7 @@
 // order: no atomics, deterministic. All outputs overwritten.
 #include "common.cuh"
 
-// Source point (r, q) = (row, column) that output pixel (i, j) samples (SPEC §2.5):
+// Source point (r, q) = (row, column) that output pixel (i, j) samples (docs/method.md §2.5):
 // q = cx + a00 (j - cx) + a01 (i - cy), r = cy + a10 (j - cx) + a11 (i - cy).
 __device__ __forceinline__ void aug_affine_source(AffineParam p, int i, int j, float cx,
                                                   float cy, float* r, float* q) {

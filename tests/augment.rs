@@ -1,5 +1,5 @@
 //! DSA augmentations: CPU kernels (forward against hand-computed examples and the
-//! SPEC §2.5 formulas, backward against finite differences and the adjoint
+//! docs/method.md §2.5 formulas, backward against finite differences and the adjoint
 //! identity), host-side sampling and strategy parsing, application through the
 //! Backend trait.
 
@@ -111,7 +111,7 @@ fn ip(a: i32, b: i32) -> IntParam {
     IntParam { a, b }
 }
 
-/// Independent bilinear sample of SPEC §2.5 at output (i, j) of plane `x` (S x S).
+/// Independent bilinear sample of docs/method.md §2.5 at output (i, j) of plane `x` (S x S).
 fn bilinear_ref(x: &[f64], s: usize, p: &AffineParam, i: usize, j: usize) -> f64 {
     let c = (s as f64 - 1.0) / 2.0;
     let (jc, ic) = (j as f64 - c, i as f64 - c);
@@ -188,7 +188,7 @@ fn identity_parameters_return_input_exactly() {
 
 #[test]
 fn brightness_zero_draw_is_identity() {
-    // A brightness draw b = 0.5 gives shift (0.5 - 0.5) * 1.0 = 0 (SPEC §2.5).
+    // A brightness draw b = 0.5 gives shift (0.5 - 0.5) * 1.0 = 0 (docs/method.md §2.5).
     let s = shape(1, 2, 3, 3);
     let x: Vec<f64> = (0..18).map(|v| v as f64 * 0.1).collect();
     assert_eq!(

@@ -252,7 +252,7 @@ fn defaults_follow_the_reference() {
     );
     assert_eq!(c.dis_metric, DisMetric::Ours);
     assert_eq!((c.outer_loop, c.inner_loop), (1, 1));
-    // Evaluation epochs are chosen per evaluation model (SPEC §5.3): DC on CIFAR10
+    // Evaluation epochs are chosen per evaluation model (docs/method.md §5.3): DC on CIFAR10
     // with ConvNet trains without DC augmentation, so 300.
     assert_eq!(c.epoch_eval_train, None);
     assert_eq!(c.eval_epochs("ConvNet"), 300);

@@ -1,6 +1,6 @@
-//! DC's legacy evaluation augmentation (SPEC §5.5): crop and scale against
+//! DC's legacy evaluation augmentation (docs/method.md §5.5): crop and scale against
 //! hand-computed examples, rotate against scipy, the batch driver (op choice,
-//! noise, reproducibility), the per-evaluation-model configuration (SPEC §5.3,
+//! noise, reproducibility), the per-evaluation-model configuration (docs/method.md §5.3,
 //! §5.4) and an evaluation that trains with it on the CPU backend.
 
 use std::io::Write;

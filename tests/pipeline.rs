@@ -268,7 +268,7 @@ fn dc_with_batchnorm_runs_and_evaluates_without_bn() {
     let cfg = config(&[("method", "dc"), ("model", "ConvNetBN")]);
     let r = run_cpu(&cfg, &ds, None, None, &mut Silent).unwrap();
     assert!(r.losses.iter().all(|l| l.loss.is_finite()));
-    // Eval mode S drops the BN suffix (SPEC §5.8).
+    // Eval mode S drops the BN suffix (docs/method.md §5.8).
     assert!(
         r.evaluations.iter().all(|e| e.model == "ConvNet"),
         "{:?}",

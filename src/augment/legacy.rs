@@ -1,6 +1,6 @@
-//! DC's legacy evaluation augmentation (SPEC §5.5): the non-differentiable,
+//! DC's legacy evaluation augmentation (docs/method.md §5.5): the non-differentiable,
 //! per-image `augment(images, dc_aug_param)` of the reference, used only while
-//! training evaluation networks of a DC run (SPEC §5.4), on the host.
+//! training evaluation networks of a DC run (docs/method.md §5.4), on the host.
 //!
 //! [`dc_augment`] takes an f32 NCHW minibatch in normalised space and changes it in
 //! place: first the per-channel means over the whole minibatch, then for every
@@ -150,7 +150,7 @@ impl DcParams {
 }
 
 /// Applies the legacy augmentation to the minibatch `x` (`[n, c, h, w]`, f32,
-/// normalised) in place, drawing everything from `rng` (SPEC §5.5).
+/// normalised) in place, drawing everything from `rng` (docs/method.md §5.5).
 ///
 /// The channel means are taken over the whole minibatch before any image changes;
 /// then every image draws its op (uniform over `strategy`'s list) and that op's

@@ -1,4 +1,4 @@
-//! Augmentation. Mainly Differentiable Siamese Augmentation (SPEC §2): strategies,
+//! Augmentation. Mainly Differentiable Siamese Augmentation (docs/method.md §2): strategies,
 //! parameter sampling on the host, application through a
 //! [`Backend`](crate::backend::Backend).
 //!
@@ -14,7 +14,7 @@
 //!   buffers for hot loops.
 //!
 //! [`legacy`] is the other, older augmentation: DC's non-differentiable
-//! per-image crop/scale/rotate/noise of SPEC §5.5, applied on the host while
+//! per-image crop/scale/rotate/noise of docs/method.md §5.5, applied on the host while
 //! evaluation networks of a DC run train ([`dc_augment`]).
 //!
 //! The ops themselves ([`AugOp`](crate::backend::AugOp)) are defined in

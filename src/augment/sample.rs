@@ -1,4 +1,4 @@
-//! Host-side sampling of augmentation parameters (SPEC §2.3-§2.5).
+//! Host-side sampling of augmentation parameters (docs/method.md §2.3-§2.5).
 //!
 //! All randomness comes from the caller's RNG (a seeded ChaCha upstream), so the
 //! same seed gives the same draws on every backend.
@@ -10,7 +10,7 @@ use rand::Rng;
 
 /// One siamese draw: the group choice and one parameter tuple, meant to be applied
 /// identically to the real batch, the synthetic batch and every image of both
-/// (SPEC §2.4). Turn it into launchable ops with [`AugDraw::ops`].
+/// (docs/method.md §2.4). Turn it into launchable ops with [`AugDraw::ops`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct AugDraw {
     groups: Vec<Group>,
@@ -57,7 +57,7 @@ fn replicate(op: &AugOp, n: usize) -> AugOp {
     }
 }
 
-/// One siamese draw for images of side `side` (SPEC §2.4): in mode S one group
+/// One siamese draw for images of side `side` (docs/method.md §2.4): in mode S one group
 /// chosen uniformly among the listed ones (repetitions count), in mode M every
 /// group in order; then one parameter tuple per function.
 pub fn sample_siamese<R: Rng + ?Sized>(

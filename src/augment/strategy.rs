@@ -1,4 +1,4 @@
-//! Augmentation strategies, modes and parameter ranges (SPEC §2.2, §2.3).
+//! Augmentation strategies, modes and parameter ranges (docs/method.md §2.2, §2.3).
 
 use crate::error::{Error, Result};
 use std::fmt;
@@ -130,7 +130,7 @@ impl fmt::Display for Strategy {
     }
 }
 
-/// How the groups of a strategy are applied per call (SPEC §2.3).
+/// How the groups of a strategy are applied per call (docs/method.md §2.3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum AugMode {
     /// One group chosen uniformly per call (the reference default).
@@ -156,7 +156,7 @@ impl FromStr for AugMode {
     }
 }
 
-/// Augmentation ranges: the reference's `ParamDiffAug` defaults (SPEC §2.2).
+/// Augmentation ranges: the reference's `ParamDiffAug` defaults (docs/method.md §2.2).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DsaParams {
     /// Horizontal-flip probability (0.5).

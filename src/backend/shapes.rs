@@ -312,7 +312,7 @@ impl ImgShape {
     }
 }
 
-/// Per-image parameters of one affine resampling (scale or rotate, SPEC §2.5):
+/// Per-image parameters of one affine resampling (scale or rotate, docs/method.md §2.5):
 /// output pixel (i, j) samples the input at column `q = cx + a00*(j-cx) + a01*(i-cy)`
 /// and row `r = cy + a10*(j-cx) + a11*(i-cy)`, bilinear with zero padding.
 #[repr(C)]
@@ -342,7 +342,7 @@ pub struct IntParam {
 
 /// One differentiable augmentation function with its per-image parameters
 /// (length N of the batch it is applied to). For fixed parameters every one is an
-/// affine map of the pixels (SPEC §2.6).
+/// affine map of the pixels (docs/method.md §2.6).
 #[derive(Clone, Debug, PartialEq)]
 pub enum AugOp {
     /// Bilinear resampling (scale, rotate).
@@ -378,7 +378,7 @@ impl AugOp {
     }
 }
 
-/// Gradient-matching distance (SPEC §3.2-3.3).
+/// Gradient-matching distance (docs/method.md §3.2-3.3).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {

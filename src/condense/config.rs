@@ -1,4 +1,4 @@
-//! Run configuration: the command-line options ([`CondenseArgs`], SPEC §4.1 with
+//! Run configuration: the command-line options ([`CondenseArgs`], docs/method.md §4.1 with
 //! the same defaults), presets, and their validation into a [`CondenseConfig`].
 //!
 //! Options are `Option`s so that the resolution order is explicit: a value given on
@@ -92,7 +92,7 @@ impl EvalMode {
     }
 }
 
-/// Synthetic set initialisation (SPEC §4.4).
+/// Synthetic set initialisation (docs/method.md §4.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Init {
     /// N(0, 1) in normalised space.
@@ -101,7 +101,7 @@ pub enum Init {
     Real,
 }
 
-/// Gradient distance (SPEC §3.2, §3.3).
+/// Gradient distance (docs/method.md §3.2, §3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DisMetric {
     /// Row-wise cosine distance over weight tensors, 1-D tensors ignored.
@@ -134,7 +134,7 @@ pub const MAX_EVAL_POINTS: usize = 100_000;
 /// Most experiments (`--num-exp`) or evaluation networks (`--num-eval`).
 pub const MAX_REPEATS: usize = 100_000;
 
-/// DSA augmentation groups (SPEC §2.3).
+/// DSA augmentation groups (docs/method.md §2.3).
 pub const DSA_GROUPS: &[&str] = &["color", "crop", "cutout", "flip", "scale", "rotate"];
 
 /// The README's DSA strategy for a dataset: no `flip` for the digit datasets.
@@ -146,7 +146,7 @@ pub fn default_dsa_strategy(kind: &DatasetKind) -> &'static str {
     }
 }
 
-/// `(outer_loop, inner_loop)` of SPEC §4.2, `None` for an ipc without a default.
+/// `(outer_loop, inner_loop)` of docs/method.md §4.2, `None` for an ipc without a default.
 pub fn get_loops(ipc: usize) -> Option<(usize, usize)> {
     match ipc {
         1 => Some((1, 1)),
@@ -715,7 +715,7 @@ impl CondenseConfig {
         }
     }
 
-    /// DC's legacy augmentation for evaluation model `model_eval` (SPEC §5.4,
+    /// DC's legacy augmentation for evaluation model `model_eval` (docs/method.md §5.4,
     /// the reference's `get_daparam`): `None` for DSA (its evaluation uses the DSA
     /// strategy); for DC `crop_noise` if `model_eval` is exactly `ConvNetBN`, else
     /// `crop_scale_rotate` on MNIST, else `none`.
@@ -730,7 +730,7 @@ impl CondenseConfig {
         }
     }
 
-    /// Training epochs of the evaluation networks of model `model_eval` (SPEC
+    /// Training epochs of the evaluation networks of model `model_eval` (docs/method.md
     /// §5.3): `--epoch-eval-train` when given; else 1000 for DSA, and for DC 1000
     /// when [`dc_augmentation`](Self::dc_augmentation) is not `none`, else 300.
     pub fn eval_epochs(&self, model_eval: &str) -> usize {

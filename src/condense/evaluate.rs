@@ -34,7 +34,7 @@ pub fn strategy_of(cfg: &CondenseConfig) -> Result<Option<Strategy>> {
     }
 }
 
-/// Evaluation options of the run for evaluation model `model_eval` (SPEC
+/// Evaluation options of the run for evaluation model `model_eval` (docs/method.md
 /// §5.2-5.4): the epochs and, for DC, the legacy augmentation depend on it.
 pub fn eval_options(cfg: &CondenseConfig, model_eval: &str) -> Result<EvalOptions> {
     Ok(EvalOptions {

@@ -1,4 +1,4 @@
-//! The DC/DSA training algorithm (SPEC §4.5), exact, on any [`Backend`].
+//! The DC/DSA training algorithm (docs/method.md §4.5), exact, on any [`Backend`].
 //!
 //! Per experiment: the synthetic set `S` (`[K*ipc, C, H, W]`, class-major) and the
 //! image optimiser (SGD, lr_img, momentum 0.5, kept over all iterations). For every

@@ -1,7 +1,7 @@
 //! Real datasets: readers, normalisation, per-class index.
 //!
 //! Every reader returns raw `u8` pixels in NCHW order; [`Dataset`] holds them
-//! normalised per channel as `(x / 255 - mean) / std` (SPEC §6), with the mean and
+//! normalised per channel as `(x / 255 - mean) / std` (docs/method.md §6), with the mean and
 //! std of the table for the named datasets and computed from the training split for
 //! an image folder. [`locate`] finds the files (`--data-dir`, `$DSA_DATA_DIR`,
 //! standard places, then a checksum-verified download).
@@ -85,7 +85,7 @@ impl DatasetKind {
         }
     }
 
-    /// Per-channel mean and std of SPEC §6 (`None` for an image folder, whose
+    /// Per-channel mean and std of docs/method.md §6 (`None` for an image folder, whose
     /// statistics are computed from its training split).
     pub fn normalisation(&self) -> Option<(Vec<f32>, Vec<f32>)> {
         match self {
@@ -112,7 +112,7 @@ impl DatasetKind {
     }
 
     /// Whether the dataset holds digits, where a horizontal flip changes meaning
-    /// (MNIST, SVHN): the README strategy drops `flip` for them (SPEC §2.3).
+    /// (MNIST, SVHN): the README strategy drops `flip` for them (docs/method.md §2.3).
     pub fn is_digits(&self) -> bool {
         matches!(self, DatasetKind::Mnist | DatasetKind::Svhn)
     }
@@ -376,7 +376,7 @@ pub fn channel_stats(values: &[f32], channels: usize, plane: usize) -> (Vec<f64>
     (mean, std)
 }
 
-/// Per-class index lists of a split, for sampling real images (SPEC §4.3).
+/// Per-class index lists of a split, for sampling real images (docs/method.md §4.3).
 #[derive(Debug, Clone)]
 pub struct ClassIndex {
     by_class: Vec<Vec<u32>>,

@@ -1,4 +1,4 @@
-//! The evaluation protocol (SPEC §5): train fresh networks on a (synthetic or
+//! The evaluation protocol (docs/method.md §5): train fresh networks on a (synthetic or
 //! selected real) training set and test them on the full real test split.
 //!
 //! `evaluate_synset` of the reference: fresh randomly initialised network; SGD with
@@ -7,7 +7,7 @@
 //! 0.1 and the optimiser re-created (momentum reset); every epoch shuffles the set
 //! and steps over minibatches of `batch_train` in train mode, with DSA
 //! augmentation (independent per-image draws, one group per minibatch) for DSA, or
-//! DC's legacy augmentation (SPEC §5.5, per image, on the host) for DC where the
+//! DC's legacy augmentation (docs/method.md §5.5, per image, on the host) for DC where the
 //! evaluation model calls for it; then the test split in eval mode, batches of 256.
 //!
 //! Everything random is drawn from the caller's seeded RNG, so an evaluation is
@@ -28,10 +28,10 @@ use crate::engine::{Mode, Network, Workspace, WorkspaceOpts};
 use crate::error::{Error, Result};
 use crate::model::Model;
 
-/// Test batch size of the reference (SPEC §5.6).
+/// Test batch size of the reference (docs/method.md §5.6).
 pub const TEST_BATCH: usize = 256;
 
-/// Hyper-parameters of one evaluation (SPEC §5.2-5.4).
+/// Hyper-parameters of one evaluation (docs/method.md §5.2-5.4).
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
     /// Epoch count E (the loop runs E + 1 epochs).

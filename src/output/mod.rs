@@ -80,7 +80,7 @@ pub fn ensure_output_dir(dir: &Path) -> Result<()> {
 }
 
 /// File stem used for a run's outputs, as the reference names them:
-/// `<method>_<dataset>_<model>_<ipc>ipc` (SPEC §4.9).
+/// `<method>_<dataset>_<model>_<ipc>ipc` (docs/method.md §4.9).
 pub fn run_stem(method: &str, dataset: &str, model: &str, ipc: usize) -> String {
     let clean = |s: &str| -> String {
         s.chars()

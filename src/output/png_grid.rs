@@ -1,6 +1,6 @@
 //! A PNG grid of images: `rows x cols` tiles (one row per class, `ipc` columns),
 //! de-normalised per channel (`x * std + mean`, clamped to [0, 1]) as the
-//! reference's visualisation does (SPEC §4.9), separated by a small padding.
+//! reference's visualisation does (docs/method.md §4.9), separated by a small padding.
 
 use std::path::Path;
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// Mean loss of one iteration (total matching loss / (K * outer_loop), SPEC §4.5).
+/// Mean loss of one iteration (total matching loss / (K * outer_loop), docs/method.md §4.5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LossRecord {
     /// Experiment index.
@@ -35,7 +35,7 @@ pub struct EvalRecord {
     pub summary: Summary,
 }
 
-/// How the networks of one evaluation model were trained (SPEC §5.2-§5.4).
+/// How the networks of one evaluation model were trained (docs/method.md §5.2-§5.4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvalSettings {
     /// Training epochs E (the loop runs E + 1 epochs).
@@ -47,7 +47,7 @@ pub struct EvalSettings {
     pub dc_augmentation: Option<String>,
 }
 
-/// Mean and population standard deviation (ddof 0, SPEC §5.7) of accuracies.
+/// Mean and population standard deviation (ddof 0, docs/method.md §5.7) of accuracies.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Mean.

@@ -1,4 +1,4 @@
-//! DSA augmentation functions, forward and adjoint (SPEC §2.5, §2.6).
+//! DSA augmentation functions, forward and adjoint (docs/method.md §2.5, §2.6).
 //!
 //! Every function maps `[N, C, H, W]` to `[N, C, H, W]` with per-image parameters
 //! (`op.batch() == N`, checked by the caller). For fixed parameters each one is an
@@ -107,7 +107,7 @@ fn images<T: Scalar>(
 }
 
 /// The source point `(r, q)` (row, column) that output pixel `(i, j)` samples,
-/// SPEC §2.5: `q = cx + a00 (j - cx) + a01 (i - cy)`, `r = cy + a10 (j - cx) + a11 (i - cy)`.
+/// docs/method.md §2.5: `q = cx + a00 (j - cx) + a01 (i - cy)`, `r = cy + a10 (j - cx) + a11 (i - cy)`.
 #[inline]
 fn affine_source<T: Scalar>(p: &AffineParam, i: usize, j: usize, cx: T, cy: T) -> (T, T) {
     let dj = T::from_f64(j as f64) - cx;

@@ -1,11 +1,11 @@
-//! Gradient-matching distances (SPEC §3.2-3.3) and their gradient w.r.t. the
+//! Gradient-matching distances (docs/method.md §3.2-3.3) and their gradient w.r.t. the
 //! synthetic-side gradient. Sequential, f64 accumulation, fixed order (tensors in
 //! the given order, rows, then elements), so results are deterministic.
 //! Maths: `docs/derivations/matching.md`.
 use crate::backend::*;
 use crate::error::{Error, Result};
 
-/// Epsilon added to the product of the norms (SPEC §3.2).
+/// Epsilon added to the product of the norms (docs/method.md §3.2).
 const COS_EPS: f64 = 1e-6;
 
 /// The element range of a tensor after checking it fits the buffer and its

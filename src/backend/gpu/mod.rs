@@ -1303,7 +1303,7 @@ fn check_labels(op: &str, flags: &[f32]) -> Result<()> {
     Ok(())
 }
 
-/// Epsilon added to the product of the norms (SPEC §3.2; as cpu::matching).
+/// Epsilon added to the product of the norms (docs/method.md §3.2; as cpu::matching).
 const COS_EPS: f64 = 1e-6;
 
 /// `1 - <r,s>/(|r||s| + eps)` from `(<r,s>, |r|^2, |s|^2)`, with the coefficients
