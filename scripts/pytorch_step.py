@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Times one DSA outer step in PyTorch (CPU autograd), written from
-shared/reference/DSA-SPEC.md, to compare against `cargo bench --bench step`.
+"""Times one DSA outer step in PyTorch (CPU autograd), written from the method as
+docs/method.md describes it, to compare against `cargo bench --bench step`.
 
 Default ConvNet (width 128, depth 3, instance norm = GroupNorm(C, C), ReLU, 2x2
 average pooling), Fashion-MNIST shapes (1x28x28, 10 classes), ipc 1, batch_real 256,
