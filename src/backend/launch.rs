@@ -5,7 +5,7 @@
 //! Block sizes were chosen as follows (update with the benchmark that moves them):
 //! - element-wise kernels: 256 threads, grid capped at [`MAX_GRID_1D`] blocks with a
 //!   grid-stride loop (the usual choice; memory bound, insensitive in 128..512);
-//! - conv implicit GEMM: see [`conv`] (`benches/` conv cases at the hot shapes).
+//! - conv implicit GEMM: see `conv` (`benches/` conv cases at the hot shapes).
 
 /// Grid and block dimensions of one launch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -202,7 +202,7 @@ pub trait Backend: Send + Sync {
     /// `y += a * x` (same lengths).
     fn axpy(&self, y: &mut Self::Buf, a: Self::E, x: &Self::Buf) -> Result<()>;
     /// `y = a + b` element-wise (residual connections); `y` overwritten. All three
-    /// have the same length, else [`Error::Shape`](crate::error::Error::Shape).
+    /// have the same length, else [`Error::Shape`].
     fn add(&self, y: &mut Self::Buf, a: &Self::Buf, b: &Self::Buf) -> Result<()>;
     /// `dst[i] = src[rows[i]]` for rows of `row_len` elements (real-batch sampling).
     fn gather_rows(

@@ -1,6 +1,6 @@
 //! The DC/DSA condensation algorithm, checkpoints, progress.
 //!
-//! - [`run`]: experiments, evaluation points, checkpoints and resumption;
+//! - [`run`](mod@run): experiments, evaluation points, checkpoints and resumption;
 //! - `step`: one iteration on the device (the per-class matching loop is
 //!   [`crate::engine::Network::outer_grad_with`], shared with tests and benchmarks);
 //! - [`evaluate`]: evaluation models and options of a run;

@@ -382,7 +382,7 @@ fn check_format(name: &str, bytes: &[u8]) -> Result<()> {
 /// verifying the SHA-256 of its decompressed content when `sha256` is given and its
 /// format always, and only then writing it (atomically: a temporary file renamed into
 /// place). A mirror that does not connect or stops sending for
-/// [`download_timeout`] is skipped. Prints one line per attempt on stderr. Errors
+/// `download_timeout` (60 s, `$DSA_DOWNLOAD_TIMEOUT`) is skipped. Prints one line per attempt on stderr. Errors
 /// name the URL(s) tried.
 pub fn download_file(
     bases: &[String],

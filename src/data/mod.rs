@@ -209,7 +209,7 @@ pub struct Dataset {
     pub num_classes: usize,
     /// Class names (folder names for an image folder, `"0"`.. otherwise).
     pub class_names: Vec<String>,
-    /// Per-channel mean used for normalisation (in [0,1] pixel units).
+    /// Per-channel mean used for normalisation (in \[0, 1\] pixel units).
     pub mean: Vec<f32>,
     /// Per-channel std used for normalisation.
     pub std: Vec<f32>,

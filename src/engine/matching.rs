@@ -320,7 +320,7 @@ impl<B: Backend> MatchWorkspace<B> {
     pub fn ipc(&self) -> usize {
         self.syn.batch()
     }
-    /// The graphs of the synthetic side ([`graphs`](self::graphs)): on by default where
+    /// The graphs of the synthetic side (`graphs.rs`): on by default where
     /// the backend says so (`cuda`), off otherwise; `set_on(true)` turns them on for
     /// `emu` (a backend without graphs then runs every region directly).
     pub fn graphs(&self) -> &SynGraphs<B> {

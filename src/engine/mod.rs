@@ -11,8 +11,8 @@
 //!   gradient buffers and the augmentation scratch); [`Network::outer_grad`] is the
 //!   one per-class matching loop that condensation, tests and benchmarks share.
 //!
-//! The engine walks the op list ([`passes`]); each layer kind's four passes
-//! (forward, backward, tangent, dual reverse) live in [`layers`]. The maths of every
+//! The engine walks the op list (`passes.rs`); each layer kind's four passes
+//! (forward, backward, tangent, dual reverse) live in `layers/`. The maths of every
 //! pass, in particular the exact second-order pass (forward-mode tangent along
 //! `v = dD/dg_syn`, then the reverse pass of the dual computation), is written down
 //! in `docs/derivations/engine.md`.

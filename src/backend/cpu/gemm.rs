@@ -146,7 +146,7 @@ pub fn gemm<T: Scalar>(
     Ok(())
 }
 
-/// [`gemm`] spread over `pool`: the columns of `C` are cut into blocks whose width
+/// [`gemm()`] spread over `pool`: the columns of `C` are cut into blocks whose width
 /// depends only on `(m, n, k)`, one single-threaded GEMM per block, so the result
 /// is bit-identical for every thread count.
 #[allow(clippy::too_many_arguments)]

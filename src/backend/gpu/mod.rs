@@ -7,7 +7,7 @@
 //! `Emu = Gpu<EmuLauncher>` share every line of validation and launch code.
 //!
 //! Layout: this file validates shapes and maps each trait op to the typed launch
-//! wrappers of [`kernels`] (one per kernel, holding all the `unsafe`); grids and
+//! wrappers of `kernels` (one per kernel, holding all the `unsafe`); grids and
 //! block sizes come from [`crate::backend::launch`].
 
 pub(crate) mod kernels;
