@@ -144,3 +144,21 @@ fn sizes_an_architecture_cannot_take_are_clear_errors() {
         assert!(e.contains(hint), "{name}: '{e}' should mention {hint}");
     }
 }
+
+#[test]
+fn a_network_from_explicit_parameters_checks_their_number() {
+    let be = Cpu::<f64>::new(1).unwrap();
+    let model = Model::from_name("LeNet", 1, 28, 28, 10).unwrap();
+    let total = model.layout().unwrap().total;
+    let params: Vec<f64> = (0..total).map(|i| i as f64 * 1e-6).collect();
+    let net = Network::from_params(&be, model.clone(), &params).unwrap();
+    assert_eq!(be.download(net.params()).unwrap(), params);
+    let e = Network::from_params(&be, model, &params[1..])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains(&format!("{} parameters given", total - 1)) && e.contains("LeNet"),
+        "{e}"
+    );
+}

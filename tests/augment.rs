@@ -869,3 +869,12 @@ fn mode_m_applies_all_groups_in_order() {
         );
     }
 }
+
+#[test]
+fn a_draw_from_explicit_values_takes_one_parameter_tuple_per_function() {
+    use dsa_condense::augment::{AugDraw, Group};
+    use dsa_condense::backend::AugOp;
+    let d = AugDraw::from_ops(vec![Group::Color], vec![AugOp::Contrast(vec![1.3])]).unwrap();
+    assert_eq!(d.ops(3), vec![AugOp::Contrast(vec![1.3; 3])]);
+    assert!(AugDraw::from_ops(vec![Group::Color], vec![AugOp::Contrast(vec![1.3, 0.9])]).is_err());
+}

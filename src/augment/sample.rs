@@ -19,6 +19,18 @@ pub struct AugDraw {
 }
 
 impl AugDraw {
+    /// A draw from explicit values: the groups it stands for and its functions in
+    /// application order, each with the parameters of one image (batch 1), e.g.
+    /// `AugOp::Contrast(vec![1.2])`. Errors when an op is not for exactly one image.
+    pub fn from_ops(groups: Vec<Group>, ops: Vec<AugOp>) -> Result<Self> {
+        if let Some(op) = ops.iter().find(|op| op.batch() != 1) {
+            return Err(Error::Shape(format!(
+                "an augmentation draw holds one parameter tuple per function, got {op:?}"
+            )));
+        }
+        Ok(AugDraw { groups, ops })
+    }
+
     /// The groups that run, in order (one in mode S, all in mode M, none for the
     /// identity strategy).
     pub fn groups(&self) -> &[Group] {

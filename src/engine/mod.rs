@@ -85,7 +85,66 @@ impl<'b, B: Backend> Network<'b, B> {
     pub fn new<R: Rng + ?Sized>(be: &'b B, model: impl Into<Model>, rng: &mut R) -> Result<Self> {
         let model = model.into();
         let layout = ParamLayout::new(&model)?;
-        let params = be.upload(&layout.init_params::<B::E, R>(rng))?;
+        let host = layout.init_params::<B::E, R>(rng);
+        Self::with_layout(be, model, layout, &host)
+    }
+
+    /// A network with the caller's parameters: `params` is the flat vector in the
+    /// model's layout ([`Network::layout`]: every tensor in PyTorch registration
+    /// order, each row-major, as `state_dict` lists them). BatchNorm running
+    /// statistics start at mean 0, variance 1.
+    ///
+    /// The exact gradient of one class's matching distance for given images,
+    /// parameters and augmentation, checked against a finite difference
+    /// (`examples/exact_grad.rs` is the longer version):
+    ///
+    /// ```
+    /// use dsa_condense::augment::{AugDraw, Group};
+    /// use dsa_condense::backend::{cpu::Cpu, AugOp, Backend, Metric};
+    /// use dsa_condense::engine::Network;
+    /// use dsa_condense::model::Model;
+    ///
+    /// # fn main() -> dsa_condense::Result<()> {
+    /// let be = Cpu::<f64>::new(1)?;
+    /// let model = Model::from_name("ConvNetD1", 1, 8, 8, 3)?;
+    /// let params: Vec<f64> = (0..model.layout()?.total)
+    ///     .map(|i| 0.1 * (i as f64 * 0.37).sin())
+    ///     .collect();
+    /// let mut net = Network::from_params(&be, model, &params)?;
+    /// let real = be.upload(&(0..4 * 64).map(|i| (i % 7) as f64 / 3.0 - 1.0).collect::<Vec<_>>())?;
+    /// let syn_host: Vec<f64> = (0..64).map(|i| (i % 5) as f64 / 2.0 - 1.0).collect();
+    /// let mut syn = be.upload(&syn_host)?;
+    /// let draw = AugDraw::from_ops(vec![Group::Color], vec![AugOp::Contrast(vec![1.3])])?;
+    /// let mut mw = net.match_workspace(4, 1)?;
+    /// net.matching_grad(&mut mw, &real, &syn, 1, &draw.ops(1), Metric::Ours)?;
+    /// let exact = be.download(&mw.dsyn)?[10];
+    /// let mut at = |d: f64| {
+    ///     let mut x = syn_host.clone();
+    ///     x[10] += d;
+    ///     be.write(&mut syn, &x)?;
+    ///     net.matching_loss(&mut mw, &real, &syn, 1, &draw.ops(1), Metric::Ours)
+    /// };
+    /// let fd = (at(1e-6)? - at(-1e-6)?) / 2e-6;
+    /// assert!((exact - fd).abs() <= 1e-6 * fd.abs().max(1.0), "{exact} vs {fd}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_params(be: &'b B, model: impl Into<Model>, params: &[B::E]) -> Result<Self> {
+        let model = model.into();
+        let layout = ParamLayout::new(&model)?;
+        if params.len() != layout.total {
+            return Err(Error::Shape(format!(
+                "{} parameters given, {} has {} (docs/architectures.md)",
+                params.len(),
+                model.name,
+                layout.total
+            )));
+        }
+        Self::with_layout(be, model, layout, params)
+    }
+
+    fn with_layout(be: &'b B, model: Model, layout: ParamLayout, host: &[B::E]) -> Result<Self> {
+        let params = be.upload(host)?;
         let grads = be.alloc(layout.total)?;
         let momentum = be.alloc(layout.total)?;
         let mut net = Self {
