@@ -419,6 +419,15 @@ fn svhn_negative_dimension_header_only_and_inflation_bomb_are_refused() {
         e.contains("test_32x32.mat") && e.contains("negative dimension -1"),
         "{e}"
     );
+    // no images at all: named, not blamed on --ipc later
+    let x = mat_matrix("X", 9, &[32, 32, 3, 0], 2, &[]);
+    let y = mat_matrix("y", 6, &[0, 1], 9, &[]);
+    std::fs::write(&p, mat_file(&[x, y])).unwrap();
+    let e = load();
+    assert!(
+        e.contains("test_32x32.mat") && e.contains("no images"),
+        "{e}"
+    );
     // cut right after the header: truncated, not "no variable X"
     write_svhn(&p, &[1.0], false);
     let bytes = std::fs::read(&p).unwrap();

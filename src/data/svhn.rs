@@ -314,6 +314,9 @@ pub fn read_split(path: &Path) -> Result<RawSplit> {
         ));
     }
     let n = x.dims[3];
+    if n == 0 {
+        return Err(Error::data(path, "X holds no images (32x32x3x0)"));
+    }
     let yv = y.to_f64(path)?;
     if yv.len() != n {
         return Err(Error::data(
