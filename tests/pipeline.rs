@@ -881,3 +881,74 @@ fn piped_output_gets_log_lines_and_evaluations_as_they_happen() {
     assert!(eval0 < log1, "{err}");
     assert!(err.contains("read: "), "{err}");
 }
+
+#[test]
+fn an_interrupted_run_still_writes_its_report_marked_interrupted() {
+    let Some(common) = tiny_fmnist(&[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut args = vec![
+        "condense",
+        "--method",
+        "dsa",
+        "--iterations",
+        "100000",
+        "--eval-every",
+        "100000",
+        "--batch-real",
+        "16",
+        "--checkpoint-every",
+        "1000",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    // not quiet: the log lines (stderr is a pipe) tell when an iteration is done
+    args.extend(common.into_iter().filter(|a| *a != "--quiet"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dsa-condense"))
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut err = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !err.iter().any(|l: &String| l.contains("it 0/100000: loss")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => err.push(line),
+            Err(_) => panic!("no first iteration: {err:?}"),
+        }
+    }
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let status = child.wait().unwrap();
+    err.extend(rx.iter());
+    let err = err.join("\n");
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("stopped after"), "{err}");
+    let r = report_of(&out);
+    assert_eq!(r["status"], "interrupted", "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("stopped after"),
+        "{r}"
+    );
+    assert!(!r["losses"].as_array().unwrap().is_empty(), "{r}");
+    assert_eq!(r["evaluations"][0]["iteration"], 0, "{r}");
+    // the checkpoint written at the stop resumes the run
+    assert!(out.join("checkpoint.safetensors").is_file());
+}

@@ -263,6 +263,9 @@ struct Progress {
     start: Instant,
     /// Set by Ctrl-C: the run checkpoints and stops after the current iteration.
     stop: Arc<AtomicBool>,
+    /// What this process has done so far, for the report of a run that stops early.
+    losses: Vec<output::LossRecord>,
+    evaluations: Vec<output::EvalRecord>,
 }
 
 impl Progress {
@@ -277,6 +280,8 @@ impl Progress {
             done: 0,
             start: Instant::now(),
             stop: Arc::clone(&STOP),
+            losses: Vec::new(),
+            evaluations: Vec::new(),
         };
         if cfg.quiet {
             return p;
@@ -311,6 +316,11 @@ fn hms(s: f64) -> String {
 impl Observer for Progress {
     fn iteration(&mut self, experiment: usize, iteration: usize, mean_loss: f64) {
         self.done += 1;
+        self.losses.push(output::LossRecord {
+            experiment,
+            iteration,
+            loss: mean_loss,
+        });
         if let Some(b) = &self.bar {
             b.set_message(format!(
                 "exp {experiment} it {iteration} loss {mean_loss:.4}"
@@ -334,6 +344,7 @@ impl Observer for Progress {
         }
     }
     fn evaluation(&mut self, r: &output::report::EvalRecord) {
+        self.evaluations.push(r.clone());
         let line = format!(
             "exp {} it {}: {} test accuracy {:.2} +- {:.2} % over {} nets",
             r.experiment,
@@ -375,14 +386,46 @@ impl Job for CondenseJob<'_> {
             checkpoint_every: cfg.checkpoint_every,
         };
         let mut progress = Progress::new(cfg);
-        let res = condense::run(
+        let res = match condense::run(
             be,
             cfg,
             ds,
             Some(&files),
             cfg.resume.as_deref(),
             &mut progress,
-        )?;
+        ) {
+            Ok(res) => res,
+            Err(e) => {
+                if let Some(b) = &progress.bar {
+                    b.abandon();
+                }
+                // After the first iteration, what was done is kept in report.json.
+                if !progress.losses.is_empty() {
+                    let mut report = Report::new("condense");
+                    report.status = match e {
+                        dsa_condense::Error::Interrupted(_) => "interrupted".into(),
+                        _ => "failed".into(),
+                    };
+                    report.error = Some(e.to_string());
+                    report.set_run(&self.args, self.started);
+                    report.config = cfg.to_json();
+                    report.set_dataset(ds);
+                    report.backend = backend_name;
+                    report.seed = cfg.seed;
+                    report.losses = std::mem::take(&mut progress.losses);
+                    report.evaluations = std::mem::take(&mut progress.evaluations);
+                    report
+                        .timings
+                        .insert("total_seconds".into(), t0.elapsed().as_secs_f64());
+                    report.outputs.push("report.json".into());
+                    report.finish();
+                    if let Err(w) = report.write(&cfg.out.join("report.json")) {
+                        eprintln!("warning: the report of the stopped run was not written: {w}");
+                    }
+                }
+                return Err(e.into());
+            }
+        };
         if let Some(b) = &progress.bar {
             b.finish_and_clear();
         }

@@ -112,6 +112,13 @@ pub struct Report {
     pub tool: String,
     /// Subcommand (`condense`, `evaluate`, `baseline`).
     pub command: String,
+    /// `complete`, or `interrupted` / `failed` for a run that stopped early (its
+    /// report then holds what was done before it stopped).
+    #[serde(default)]
+    pub status: String,
+    /// Why the run stopped early.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// The resolved configuration.
     pub config: serde_json::Value,
     /// Dataset name.
@@ -157,6 +164,7 @@ impl Report {
         Report {
             tool: format!("dsa-condense {}", env!("CARGO_PKG_VERSION")),
             command: command.into(),
+            status: "complete".into(),
             ..Default::default()
         }
     }
