@@ -1,6 +1,6 @@
-//! Same seed, same result bit for bit (STYLE §14): the matching loss and the image
-//! gradient dS of one outer step on `Cpu<f32>` are identical with 1 and 2 threads
-//! and across repeated runs.
+//! Same seed, same result bit for bit (the README's reproducibility promise): the
+//! matching loss and the image gradient dS of one outer step on `Cpu<f32>` are
+//! identical with 1 and 2 threads and across repeated runs.
 
 use dsa_condense::backend::cpu::Cpu;
 use dsa_condense::backend::{AffineParam, AugOp, Backend, ImgShape, IntParam, Metric};

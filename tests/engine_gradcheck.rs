@@ -4,7 +4,7 @@
 //! with and without a fixed augmentation. Plus a test that a deliberately wrong
 //! second-order gradient is rejected by the same check.
 //!
-//! Error model (STYLE §11): for every element,
+//! Error model: for every element,
 //! `|analytic - fd| <= TOL * max(|analytic|, |fd|, floor) + atol` with TOL = 1e-6,
 //! `floor = 1e-2 * max_j |fd_j|` over the whole gradient (entries far below the
 //! gradient's scale, e.g. a conv bias in front of a norm layer, whose exact gradient
