@@ -15,6 +15,7 @@ pub mod augment;
 pub mod backend;
 pub mod condense;
 pub mod data;
+pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod eval;

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+pub use crate::digest::sha256_hex;
 
 use super::{cifar, folder, idx, svhn, Dataset, DatasetKind};
 use crate::{Error, Result};
@@ -269,14 +269,6 @@ pub fn candidate_dirs(kind: &DatasetKind, opts: &LoadOptions) -> Vec<PathBuf> {
         out.extend(subs.iter().map(|s| base.join(s)));
     }
     out
-}
-
-/// Hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Checks the decompressed content of local IDX files against the known checksums

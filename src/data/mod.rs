@@ -233,25 +233,20 @@ impl Dataset {
     /// name (an image folder's name holds its path): independent of where the files
     /// were found or how their path was spelled.
     pub fn digest(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        let mut put = |bytes: &[u8]| {
-            h.update((bytes.len() as u64).to_le_bytes());
-            h.update(bytes);
-        };
+        let mut h = crate::digest::Fields::default();
         for d in [self.channels, self.height, self.width, self.num_classes] {
-            put(&(d as u64).to_le_bytes());
+            h.put(&(d as u64).to_le_bytes());
         }
         for c in &self.class_names {
-            put(c.as_bytes());
+            h.put(c.as_bytes());
         }
-        put(bytemuck::cast_slice(&self.mean));
-        put(bytemuck::cast_slice(&self.std));
+        h.put(bytemuck::cast_slice(&self.mean));
+        h.put(bytemuck::cast_slice(&self.std));
         for split in [&self.train, &self.test] {
-            put(bytemuck::cast_slice(&split.images));
-            put(bytemuck::cast_slice(&split.labels));
+            h.put(bytemuck::cast_slice(&split.images));
+            h.put(bytemuck::cast_slice(&split.labels));
         }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        h.hex()
     }
 
     /// Builds a dataset from raw `u8` splits, normalising with `mean`/`std`

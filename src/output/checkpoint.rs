@@ -189,25 +189,20 @@ const DIGEST_KEY: &str = "sha256";
 /// SHA-256 (hex) of metadata entries (in key order) and tensors (name, dtype,
 /// shape, bytes), each field length-prefixed.
 fn digest(meta: &BTreeMap<String, String>, tensors: &[(&str, Dtype, Vec<usize>, &[u8])]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    let mut put = |bytes: &[u8]| {
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    };
+    let mut h = crate::digest::Fields::default();
     for (k, v) in meta {
-        put(k.as_bytes());
-        put(v.as_bytes());
+        h.put(k.as_bytes());
+        h.put(v.as_bytes());
     }
     for (name, dt, shape, bytes) in tensors {
-        put(name.as_bytes());
-        put(format!("{dt:?}").as_bytes());
+        h.put(name.as_bytes());
+        h.put(format!("{dt:?}").as_bytes());
         for d in shape {
-            put(&(*d as u64).to_le_bytes());
+            h.put(&(*d as u64).to_le_bytes());
         }
-        put(bytes);
+        h.put(bytes);
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    h.hex()
 }
 
 /// Serialises a ChaCha RNG's position: seed (32 bytes), stream (u64 LE) and word
