@@ -220,5 +220,6 @@ pub fn load(root: &Path) -> Result<Dataset> {
         &test,
     )?;
     ds.class_names = names;
+    ds.files = vec![root.to_path_buf()];
     Ok(ds)
 }

@@ -23,9 +23,11 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     decompress_if_gz(raw, path)
 }
 
+/// The first two bytes of every gzip member.
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
 /// Decompresses `raw` if it starts with the gzip magic; `path` names it in errors.
 pub fn decompress_if_gz(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
-    const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
     if !raw.starts_with(&GZIP_MAGIC) {
         return Ok(raw);
     }

@@ -324,7 +324,7 @@ fn load_from(kind: &DatasetKind, dir: &Path, documented_sizes: bool) -> Result<D
             let ds = Dataset::from_raw(name, dir, (3, 32, 32), k, mean, std, &train, &test)?;
             (ds, files)
         }
-        DatasetKind::ImageFolder(p) => (folder::load(p)?, vec![p.clone()]),
+        DatasetKind::ImageFolder(p) => return folder::load(p),
     };
     ds.files = files;
     Ok(ds)
@@ -351,7 +351,7 @@ fn check_format(name: &str, bytes: &[u8]) -> Result<()> {
         idx::parse_idx_u8(&content, dims, what).map(|_| ())
     } else if name.ends_with(".tar.gz") {
         // the archive itself is checked when it is unpacked
-        if bytes.starts_with(&[0x1f, 0x8b]) {
+        if bytes.starts_with(&idx::GZIP_MAGIC) {
             Ok(())
         } else {
             Err(Error::data(what, "not a gzip file"))
@@ -446,9 +446,7 @@ pub fn download_file(
 /// Loads a dataset, searching and downloading as described in the module docs.
 pub fn load(kind: &DatasetKind, opts: &LoadOptions) -> Result<Dataset> {
     if let DatasetKind::ImageFolder(p) = kind {
-        let mut ds = folder::load(p)?;
-        ds.files = vec![p.clone()];
-        return Ok(ds);
+        return folder::load(p);
     }
     let candidates = candidate_dirs(kind, opts);
     if let Some(dir) = candidates.iter().find(|d| present(kind, d)) {
