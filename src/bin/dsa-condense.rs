@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -56,16 +55,14 @@ struct EvaluateArgs {
 }
 
 /// Set by the first Ctrl-C: a run checkpoints and stops after the current iteration.
-static STOP: std::sync::LazyLock<Arc<AtomicBool>> =
-    std::sync::LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Installs the Ctrl-C handler (once, before any work, so an interrupt while the
 /// data loads is seen too): the first Ctrl-C sets [`STOP`]; a second one stops at
 /// once (every file is written atomically, so what is on disk stays whole).
 fn install_interrupt_handler() {
-    let flag = Arc::clone(&STOP);
-    let installed = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
+    let installed = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
             eprintln!("\nsecond interrupt: stopping now");
             std::process::exit(130);
         }
@@ -114,7 +111,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let started = std::time::SystemTime::now();
+    let inv = Invocation {
+        args: std::env::args().collect(),
+        started: std::time::SystemTime::now(),
+    };
     match cli.cmd {
         Command::Info => info(),
         Command::Condense(a) => {
@@ -125,8 +125,7 @@ fn run(cli: Cli) -> Result<()> {
                 CondenseJob {
                     cfg: &cfg,
                     ds: &ds,
-                    args: std::env::args().collect(),
-                    started,
+                    inv: &inv,
                 },
             )
         }
@@ -170,8 +169,7 @@ fn run(cli: Cli) -> Result<()> {
                     images: &set.images,
                     labels: &set.labels,
                     command: "evaluate",
-                    args: std::env::args().collect(),
-                    started,
+                    inv: &inv,
                     evaluated_set: Some(serde_json::json!({
                         "path": a.synset.display().to_string(),
                         "sha256": data::locate::sha256_hex(
@@ -197,8 +195,7 @@ fn run(cli: Cli) -> Result<()> {
                     images: &images,
                     labels: &labels,
                     command: "baseline",
-                    args: std::env::args().collect(),
-                    started,
+                    inv: &inv,
                     evaluated_set: None,
                 },
             )
@@ -261,8 +258,6 @@ struct Progress {
     total: usize,
     done: usize,
     start: Instant,
-    /// Set by Ctrl-C: the run checkpoints and stops after the current iteration.
-    stop: Arc<AtomicBool>,
     /// What this process has done so far, for the report of a run that stops early.
     losses: Vec<output::LossRecord>,
     evaluations: Vec<output::EvalRecord>,
@@ -279,7 +274,6 @@ impl Progress {
             total,
             done: 0,
             start: Instant::now(),
-            stop: Arc::clone(&STOP),
             losses: Vec::new(),
             evaluations: Vec::new(),
         };
@@ -365,15 +359,40 @@ impl Observer for Progress {
         }
     }
     fn keep_going(&mut self) -> bool {
-        !self.stop.load(Ordering::SeqCst)
+        !STOP.load(Ordering::SeqCst)
+    }
+}
+
+/// How this process was started, for every report it writes.
+struct Invocation {
+    args: Vec<String>,
+    started: std::time::SystemTime,
+}
+
+impl Invocation {
+    /// A report of `command` with the run, configuration, data, backend and seed
+    /// filled in.
+    fn report(
+        &self,
+        command: &str,
+        cfg: &CondenseConfig,
+        ds: &data::Dataset,
+        backend_name: String,
+    ) -> Report {
+        let mut report = Report::new(command);
+        report.set_run(&self.args, self.started);
+        report.config = cfg.to_json();
+        report.set_dataset(ds);
+        report.backend = backend_name;
+        report.seed = cfg.seed;
+        report
     }
 }
 
 struct CondenseJob<'a> {
     cfg: &'a CondenseConfig,
     ds: &'a data::Dataset,
-    args: Vec<String>,
-    started: std::time::SystemTime,
+    inv: &'a Invocation,
 }
 
 impl Job for CondenseJob<'_> {
@@ -401,17 +420,12 @@ impl Job for CondenseJob<'_> {
                 }
                 // After the first iteration, what was done is kept in report.json.
                 if !progress.losses.is_empty() {
-                    let mut report = Report::new("condense");
+                    let mut report = self.inv.report("condense", cfg, ds, backend_name);
                     report.status = match e {
                         dsa_condense::Error::Interrupted(_) => "interrupted".into(),
                         _ => "failed".into(),
                     };
                     report.error = Some(e.to_string());
-                    report.set_run(&self.args, self.started);
-                    report.config = cfg.to_json();
-                    report.set_dataset(ds);
-                    report.backend = backend_name;
-                    report.seed = cfg.seed;
                     report.losses = std::mem::take(&mut progress.losses);
                     report.evaluations = std::mem::take(&mut progress.evaluations);
                     report
@@ -431,12 +445,7 @@ impl Job for CondenseJob<'_> {
         }
         let k = ds.num_classes;
         let shape = [k * cfg.ipc, ds.channels, ds.height, ds.width];
-        let mut report = Report::new("condense");
-        report.set_run(&self.args, self.started);
-        report.config = cfg.to_json();
-        report.set_dataset(ds);
-        report.backend = backend_name;
-        report.seed = cfg.seed;
+        let mut report = self.inv.report("condense", cfg, ds, backend_name);
         report.eval_options = condense::evaluate::eval_settings(cfg)?;
         report.losses = res.losses.clone();
         report.evaluations = res.evaluations.clone();
@@ -510,8 +519,7 @@ struct EvalJob<'a> {
     images: &'a [f32],
     labels: &'a [u32],
     command: &'static str,
-    args: Vec<String>,
-    started: std::time::SystemTime,
+    inv: &'a Invocation,
     /// `evaluate`: the set's path and SHA-256.
     evaluated_set: Option<serde_json::Value>,
 }
@@ -531,13 +539,10 @@ impl Job for EvalJob<'_> {
             0,
             &mut progress,
         )?;
-        let mut report = Report::new(self.command);
-        report.set_run(&self.args, self.started);
+        let mut report = self
+            .inv
+            .report(self.command, self.cfg, self.ds, backend_name);
         report.evaluated_set = self.evaluated_set;
-        report.config = self.cfg.to_json();
-        report.set_dataset(self.ds);
-        report.backend = backend_name;
-        report.seed = self.cfg.seed;
         report.eval_options = condense::evaluate::eval_settings(self.cfg)?;
         for r in &recs {
             report.final_accuracy.insert(r.model.clone(), r.summary);
