@@ -787,14 +787,10 @@ fn resume_accepts_the_same_data_under_another_path_spelling_and_refuses_other_da
     assert!(err.contains("--resume") && err.contains("data:"), "{err}");
 }
 
-#[test]
-fn a_second_interrupt_stops_at_once() {
-    let Some(common) = tiny_fmnist(&[]) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
-    // long enough that it cannot finish by itself during the test
+/// Starts `condense` on the tiny Fashion-MNIST set (`common`, see [`tiny_fmnist`])
+/// with so many iterations that it cannot finish by itself during a test, stderr
+/// piped, writing to `out`.
+fn spawn_long_run(out: &Path, extra: &[&str], common: Vec<&str>) -> std::process::Child {
     let mut args = vec![
         "condense",
         "--method",
@@ -803,30 +799,39 @@ fn a_second_interrupt_stops_at_once() {
         "100000",
         "--eval-every",
         "100000",
-        "--batch-real",
-        "64",
         "--out",
         out.to_str().unwrap(),
     ];
+    args.extend(extra);
     args.extend(common);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dsa-condense"))
+    std::process::Command::new(env!("CARGO_BIN_EXE_dsa-condense"))
         .args(&args)
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let pid = child.id().to_string();
-    let int = || {
-        let ok = std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -INT failed");
+        .unwrap()
+}
+
+/// Sends SIGINT (Ctrl-C) to `child`.
+fn interrupt(child: &std::process::Child) {
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -INT failed");
+}
+
+#[test]
+fn a_second_interrupt_stops_at_once() {
+    let Some(common) = tiny_fmnist(&[]) else {
+        return;
     };
-    int();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_long_run(&dir.path().join("run"), &["--batch-real", "64"], common);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    interrupt(&child);
     std::thread::sleep(std::time::Duration::from_millis(100));
-    int();
+    interrupt(&child);
     let t = std::time::Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -889,28 +894,10 @@ fn an_interrupted_run_still_writes_its_report_marked_interrupted() {
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let mut args = vec![
-        "condense",
-        "--method",
-        "dsa",
-        "--iterations",
-        "100000",
-        "--eval-every",
-        "100000",
-        "--batch-real",
-        "16",
-        "--checkpoint-every",
-        "1000",
-        "--out",
-        out.to_str().unwrap(),
-    ];
     // not quiet: the log lines (stderr is a pipe) tell when an iteration is done
-    args.extend(common.into_iter().filter(|a| *a != "--quiet"));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dsa-condense"))
-        .args(&args)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let loud = common.into_iter().filter(|a| *a != "--quiet").collect();
+    let extra = ["--batch-real", "16", "--checkpoint-every", "1000"];
+    let mut child = spawn_long_run(&out, &extra, loud);
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -930,12 +917,7 @@ fn an_interrupted_run_still_writes_its_report_marked_interrupted() {
             Err(_) => panic!("no first iteration: {err:?}"),
         }
     }
-    let ok = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    interrupt(&child);
     let status = child.wait().unwrap();
     err.extend(rx.iter());
     let err = err.join("\n");
