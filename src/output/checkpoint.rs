@@ -112,16 +112,16 @@ impl Checkpoint {
             ));
         }
         let stored = meta.remove(DIGEST_KEY).unwrap_or_default();
-        let mut all = Vec::new();
-        for (name, dt) in [
-            ("images", Dtype::F32),
-            ("labels", Dtype::I64),
-            ("momentum", Dtype::F32),
-            ("rng_state", Dtype::U8),
-        ] {
-            let (shape, bytes) = tensor(&st, name, dt, path)?;
-            all.push((name, dt, shape, bytes));
-        }
+        let (shape, img) = tensor(&st, "images", Dtype::F32, path)?;
+        let (lshape, lab) = tensor(&st, "labels", Dtype::I64, path)?;
+        let (mshape, mom) = tensor(&st, "momentum", Dtype::F32, path)?;
+        let (rshape, rng) = tensor(&st, "rng_state", Dtype::U8, path)?;
+        let all = [
+            ("images", Dtype::F32, shape.clone(), img),
+            ("labels", Dtype::I64, lshape.clone(), lab),
+            ("momentum", Dtype::F32, mshape.clone(), mom),
+            ("rng_state", Dtype::U8, rshape, rng),
+        ];
         let mut signed = meta.clone();
         signed.insert("version".into(), version.clone());
         if digest(&signed, &all) != stored {
@@ -143,25 +143,21 @@ impl Checkpoint {
         let experiment = num("experiment")?;
         let iteration = num("iteration")?;
         let config_json = meta.remove("config").unwrap_or_default();
-        let (shape, img) = tensor(&st, "images", Dtype::F32, path)?;
         if shape.len() != 4 {
             return Err(Error::data(
                 path,
                 format!("images has shape {shape:?}, expected 4-D"),
             ));
         }
-        let (lshape, lab) = tensor(&st, "labels", Dtype::I64, path)?;
         if lshape != [shape[0]] {
             return Err(Error::data(path, format!("labels has shape {lshape:?}")));
         }
-        let (mshape, mom) = tensor(&st, "momentum", Dtype::F32, path)?;
         if !(mshape == [0] || mshape == shape) {
             return Err(Error::data(
                 path,
                 format!("momentum has shape {mshape:?}, images {shape:?}"),
             ));
         }
-        let (_, rng) = tensor(&st, "rng_state", Dtype::U8, path)?;
         let images = bytes_f32(img);
         if let Some(i) = images.iter().position(|v| !v.is_finite()) {
             return Err(Error::data(
