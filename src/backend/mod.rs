@@ -23,8 +23,10 @@ pub mod cuda;
 pub mod emu;
 pub mod gpu;
 pub mod launch;
+mod precision;
 mod shapes;
 
+pub use precision::Precision;
 pub use shapes::*;
 
 use crate::error::{Error, Result};
@@ -138,6 +140,12 @@ pub trait Backend: Send + Sync {
 
     /// Short name (`cpu`, `cuda`, `emu`) with details (threads, device).
     fn name(&self) -> String;
+
+    /// Arithmetic precision of the convolution and linear-layer products
+    /// ([`Precision`]; set when the backend is built, e.g. `Cpu::with_precision`).
+    fn precision(&self) -> Precision {
+        Precision::Fp32
+    }
     /// Identity of a buffer: the address of its first element (with
     /// [`Backend::buf_len`], what a captured graph is bound to).
     fn buf_addr(&self, buf: &Self::Buf) -> u64;

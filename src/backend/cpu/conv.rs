@@ -492,17 +492,34 @@ pub fn conv2d_bwd_weight<T: Scalar>(
                 }
             }
         });
-        if let Some(db) = db {
-            // db[o] = sum_n (sum_p dy[n, o, p]), accumulated in f64, n ascending.
-            db.par_iter_mut().enumerate().for_each(|(oo, v)| {
-                let mut acc = 0.0f64;
-                for nn in 0..d.n {
-                    let base = (nn * o + oo) * p;
-                    acc += dy[base..base + p].iter().map(|t| t.to_f64()).sum::<f64>();
-                }
-                *v = T::from_f64(acc);
-            });
-        }
+    });
+    match db {
+        Some(db) => conv2d_bias_grad(pool, db, dy, s),
+        None => Ok(()),
+    }
+}
+
+/// `db[o] = sum_{n,p} dy[n, o, p]` (overwritten), accumulated in f64, n ascending.
+pub fn conv2d_bias_grad<T: Scalar>(
+    pool: &ThreadPool,
+    db: &mut [T],
+    dy: &[T],
+    s: &ConvShape,
+) -> Result<()> {
+    check_shape(s)?;
+    check_len("dy", dy.len(), s.y_len())?;
+    check_len("db", db.len(), s.o as usize)?;
+    let d = Dims::new(s);
+    let (p, o) = (d.p(), d.o);
+    pool.install(|| {
+        db.par_iter_mut().enumerate().for_each(|(oo, v)| {
+            let mut acc = 0.0f64;
+            for nn in 0..d.n {
+                let base = (nn * o + oo) * p;
+                acc += dy[base..base + p].iter().map(|t| t.to_f64()).sum::<f64>();
+            }
+            *v = T::from_f64(acc);
+        })
     });
     Ok(())
 }

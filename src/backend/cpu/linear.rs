@@ -81,14 +81,27 @@ pub fn linear_bwd_weight<T: Scalar>(
         check("db", db.len(), k)?;
     }
     gemm_par(pool, k, f, n, dw, f, Mat::rm_t(dy, k), Mat::rm(x, f), false)?;
-    if let Some(db) = db {
-        // Sum over the batch in f64, n ascending.
-        pool.install(|| {
-            db.par_iter_mut().enumerate().for_each(|(kk, v)| {
-                let acc: f64 = (0..n).map(|i| dy[i * k + kk].to_f64()).sum();
-                *v = T::from_f64(acc);
-            })
-        });
+    match db {
+        Some(db) => linear_bias_grad(pool, db, dy, s),
+        None => Ok(()),
     }
+}
+
+/// `db = sum_n dy` (overwritten), summed over the batch in f64, n ascending.
+pub fn linear_bias_grad<T: Scalar>(
+    pool: &ThreadPool,
+    db: &mut [T],
+    dy: &[T],
+    s: &LinearShape,
+) -> Result<()> {
+    let (n, _, k) = dims(s);
+    check("dy", dy.len(), n * k)?;
+    check("db", db.len(), k)?;
+    pool.install(|| {
+        db.par_iter_mut().enumerate().for_each(|(kk, v)| {
+            let acc: f64 = (0..n).map(|i| dy[i * k + kk].to_f64()).sum();
+            *v = T::from_f64(acc);
+        })
+    });
     Ok(())
 }

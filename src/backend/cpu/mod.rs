@@ -32,6 +32,8 @@ pub struct Cpu<T: Scalar> {
     /// Reusable partial-sum memory of the conv backward-weight pass (kept between
     /// calls so the hot path does not allocate).
     conv_partials: Mutex<Vec<T>>,
+    /// Operand rounding of the convolution and linear products.
+    precision: Precision,
     _t: PhantomData<T>,
 }
 
@@ -56,8 +58,15 @@ impl<T: Scalar> Cpu<T> {
             pool,
             threads,
             conv_partials: Mutex::new(Vec::new()),
+            precision: Precision::Fp32,
             _t: PhantomData,
         })
+    }
+    /// The same backend with the convolution and linear-layer operands rounded to
+    /// `precision` before each product (FP32 accumulation; see [`Precision`]).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
     /// Number of worker threads.
     pub fn threads(&self) -> usize {
@@ -105,11 +114,18 @@ impl<T: Scalar> Backend for Cpu<T> {
         buf.as_ptr() as u64
     }
     fn name(&self) -> String {
+        let products = match self.precision {
+            Precision::Fp32 => String::new(),
+            p => format!(", {p} products"),
+        };
         format!(
-            "cpu ({} threads, {})",
+            "cpu ({} threads, {}{products})",
             self.threads,
             std::any::type_name::<T>()
         )
+    }
+    fn precision(&self) -> Precision {
+        self.precision
     }
 
     #[track_caller]
@@ -186,7 +202,16 @@ impl<T: Scalar> Backend for Cpu<T> {
     ) -> Result<()> {
         let w = seg(params, w, "conv2d_fwd weight")?;
         let b = b.map(|b| seg(params, b, "conv2d_fwd bias")).transpose()?;
-        conv::conv2d_fwd(self.pool(), y, x, w, b, s, acc)
+        let p = self.precision;
+        conv::conv2d_fwd(
+            self.pool(),
+            y,
+            &p.round_slice(x),
+            &p.round_slice(w),
+            b,
+            s,
+            acc,
+        )
     }
     fn conv2d_bwd_input(
         &self,
@@ -198,7 +223,15 @@ impl<T: Scalar> Backend for Cpu<T> {
         acc: bool,
     ) -> Result<()> {
         let w = seg(params, w, "conv2d_bwd_input weight")?;
-        conv::conv2d_bwd_input(self.pool(), dx, dy, w, s, acc)
+        let p = self.precision;
+        conv::conv2d_bwd_input(
+            self.pool(),
+            dx,
+            &p.round_slice(dy),
+            &p.round_slice(w),
+            s,
+            acc,
+        )
     }
     fn conv2d_bwd_weight(
         &self,
@@ -213,7 +246,17 @@ impl<T: Scalar> Backend for Cpu<T> {
         // A poisoned lock only means another op panicked mid-way; the scratch
         // contents are overwritten before use, so it is safe to go on.
         let mut partials = self.conv_partials.lock().unwrap_or_else(|e| e.into_inner());
-        conv::conv2d_bwd_weight(self.pool(), &mut partials, dw_s, db_s, dy, x, s)
+        let p = self.precision;
+        if p == Precision::Fp32 {
+            return conv::conv2d_bwd_weight(self.pool(), &mut partials, dw_s, db_s, dy, x, s);
+        }
+        // Rounded operands for dW; the bias gradient sums the FP32 dy (no product).
+        let (dy_r, x_r) = (p.round_slice(dy), p.round_slice(x));
+        conv::conv2d_bwd_weight(self.pool(), &mut partials, dw_s, None, &dy_r, &x_r, s)?;
+        match db_s {
+            Some(db) => conv::conv2d_bias_grad(self.pool(), db, dy, s),
+            None => Ok(()),
+        }
     }
 
     fn linear_fwd(
@@ -228,7 +271,16 @@ impl<T: Scalar> Backend for Cpu<T> {
     ) -> Result<()> {
         let w = seg(params, w, "linear_fwd weight")?;
         let b = b.map(|b| seg(params, b, "linear_fwd bias")).transpose()?;
-        linear::linear_fwd(self.pool(), y, x, w, b, s, acc)
+        let p = self.precision;
+        linear::linear_fwd(
+            self.pool(),
+            y,
+            &p.round_slice(x),
+            &p.round_slice(w),
+            b,
+            s,
+            acc,
+        )
     }
     fn linear_bwd_input(
         &self,
@@ -240,7 +292,15 @@ impl<T: Scalar> Backend for Cpu<T> {
         acc: bool,
     ) -> Result<()> {
         let w = seg(params, w, "linear_bwd_input weight")?;
-        linear::linear_bwd_input(self.pool(), dx, dy, w, s, acc)
+        let p = self.precision;
+        linear::linear_bwd_input(
+            self.pool(),
+            dx,
+            &p.round_slice(dy),
+            &p.round_slice(w),
+            s,
+            acc,
+        )
     }
     fn linear_bwd_weight(
         &self,
@@ -252,7 +312,17 @@ impl<T: Scalar> Backend for Cpu<T> {
         s: &LinearShape,
     ) -> Result<()> {
         let (dw_s, db_s) = split_two(grads, dw, db)?;
-        linear::linear_bwd_weight(self.pool(), dw_s, db_s, dy, x, s)
+        let p = self.precision;
+        if p == Precision::Fp32 {
+            return linear::linear_bwd_weight(self.pool(), dw_s, db_s, dy, x, s);
+        }
+        // Rounded operands for dW; the bias gradient sums the FP32 dy (no product).
+        let (dy_r, x_r) = (p.round_slice(dy), p.round_slice(x));
+        linear::linear_bwd_weight(self.pool(), dw_s, None, &dy_r, &x_r, s)?;
+        match db_s {
+            Some(db) => linear::linear_bias_grad(self.pool(), db, dy, s),
+            None => Ok(()),
+        }
     }
 
     fn act_fwd(&self, y: &mut Vec<T>, x: &Vec<T>, act: Act) -> Result<()> {

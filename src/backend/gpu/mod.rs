@@ -109,6 +109,9 @@ impl Arg {
 pub struct Gpu<L: Launcher> {
     l: L,
     cap: std::sync::Mutex<CaptureScratch<L::Buf>>,
+    /// Which kernels run the convolution and linear products (FP32 units, or the
+    /// matrix units in TF32 / BF16).
+    precision: Precision,
 }
 
 /// Split-K scratch for captured launches. Outside a capture every weight gradient
@@ -143,7 +146,15 @@ impl<L: Launcher> Gpu<L> {
                 used: false,
                 short: false,
             }),
+            precision: Precision::Fp32,
         }
+    }
+    /// The same backend with the convolution and linear products on the matrix
+    /// units in `precision` (the `*_tf32` / `*_bf16` kernels; FP32 accumulation), or
+    /// on the FP32 units for [`Precision::Fp32`].
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
     /// The launcher (for benchmarks and diagnostics).
     pub fn launcher(&self) -> &L {
@@ -226,7 +237,13 @@ impl<L: Launcher> Backend for Gpu<L> {
     type Graph = GpuGraph<L>;
 
     fn name(&self) -> String {
-        self.l.name()
+        match self.precision {
+            Precision::Fp32 => self.l.name(),
+            p => format!("{} ({p} products)", self.l.name()),
+        }
+    }
+    fn precision(&self) -> Precision {
+        self.precision
     }
     fn buf_addr(&self, buf: &L::Buf) -> u64 {
         self.l.ptr(buf)
