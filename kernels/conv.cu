@@ -1,11 +1,14 @@
 // Convolution family (cross-correlation as PyTorch; any kernel size, stride, zero
 // padding), as implicit GEMMs on the tiled core of igemm.cuh (128x128 block tile,
-// 8x8 per thread, double-buffered shared memory). Contract: src/backend/mod.rs
+// 8x8 per thread, double-buffered shared memory). Each kernel comes in three
+// precisions from one body (IGEMM_KERNELS, igemm_mma.cuh): `name` on the FP32 units,
+// `name_tf32` and `name_bf16` on the matrix units (operands rounded, FP32
+// accumulation); same arguments and grid. Contract: src/backend/mod.rs
 // (conv2d_fwd, conv2d_bwd_input, conv2d_bwd_weight); CPU twin:
 // src/backend/cpu/conv.rs; launch geometry: src/backend/launch.rs (igemm, splitk).
 //
 // Shapes: x [N, C, H, W], w [O, C, KH, KW], y [N, O, OH, OW]; KK = C*KH*KW.
-#include "igemm.cuh"
+#include "igemm_mma.cuh"
 
 // ---- forward: M = O, Ncol = N*OH*OW, K = KK ---------------------------------------
 // A(o, k) = w[o, k] (row-major, float4 when aligned); B(k, col) = x gathered at
@@ -73,17 +76,21 @@ struct ConvFwdP {
 // grid (ceil(N*OH*OW/128), ceil(O/128)).
 // y [N, O, OH, OW] overwritten (acc = 0) or accumulated (acc = 1); x [N, C, H, W];
 // w [O, C, KH, KW]; b [O] or null.
-extern "C" __global__ void __launch_bounds__(IG_THREADS)
-conv2d_fwd(float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ w,
-           const float* __restrict__ b, ConvShape s, unsigned int acc) {
+template <class Core>
+__device__ __forceinline__ void conv2d_fwd_body(
+    float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ w,
+    const float* __restrict__ b, ConvShape s, unsigned int acc) {
     ConvFwdP p;
     p.M = (int)s.o;
     p.N = (int)(s.n * s.oh * s.ow);
     p.K = (int)(s.c * s.kh * s.kw);
     p.x = x; p.w = w; p.b = b; p.y = y; p.s = s; p.acc = acc;
-    igemm_block(p, (int)blockIdx.y * IG_BM, (int)blockIdx.x * IG_BN, 0, p.K);
+    Core::run(p, (int)blockIdx.y * IG_BM, (int)blockIdx.x * IG_BN, 0, p.K);
 }
-EMU_REGISTER(conv2d_fwd)
+IGEMM_KERNELS(conv2d_fwd,
+              (float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ w,
+               const float* __restrict__ b, ConvShape s, unsigned int acc),
+              (y, x, w, b, s, acc))
 
 // ---- backward-data: M = C, Ncol = N*H*W, K = O*KH*KW ------------------------------
 // dx[img, c, h, w] = sum_{o, kh, kw} w[o, c, kh, kw] dy[img, o, oh, ow] over the
@@ -158,17 +165,21 @@ struct ConvBwdInputP {
 // grid (ceil(N*H*W/128), ceil(C/128)).
 // dx [N, C, H, W] overwritten (acc = 0) or accumulated (acc = 1); dy [N, O, OH, OW];
 // w [O, C, KH, KW].
-extern "C" __global__ void __launch_bounds__(IG_THREADS)
-conv2d_bwd_input(float* __restrict__ dx, const float* __restrict__ dy, const float* __restrict__ w,
-                 ConvShape s, unsigned int acc) {
+template <class Core>
+__device__ __forceinline__ void conv2d_bwd_input_body(
+    float* __restrict__ dx, const float* __restrict__ dy, const float* __restrict__ w,
+    ConvShape s, unsigned int acc) {
     ConvBwdInputP p;
     p.M = (int)s.c;
     p.N = (int)(s.n * s.h * s.w);
     p.K = (int)(s.o * s.kh * s.kw);
     p.dy = dy; p.w = w; p.dx = dx; p.s = s; p.acc = acc;
-    igemm_block(p, (int)blockIdx.y * IG_BM, (int)blockIdx.x * IG_BN, 0, p.K);
+    Core::run(p, (int)blockIdx.y * IG_BM, (int)blockIdx.x * IG_BN, 0, p.K);
 }
-EMU_REGISTER(conv2d_bwd_input)
+IGEMM_KERNELS(conv2d_bwd_input,
+              (float* __restrict__ dx, const float* __restrict__ dy, const float* __restrict__ w,
+               ConvShape s, unsigned int acc),
+              (dx, dy, w, s, acc))
 
 // ---- backward-weight: M = O, Ncol = KK, K = N*OH*OW (split over blockIdx.z) --------
 // dw[o, (c,kh,kw)] = sum_{img, oh, ow} dy[img, o, oh, ow] x[img, c, oh*st-pad+kh, ow*st-pad+kw]:
@@ -233,9 +244,10 @@ struct ConvBwdWeightP {
 // grid (ceil(KK/128), ceil(O/128), splits).
 // part [splits, O, KK] overwritten (every element, zeros for an empty range);
 // dy [N, O, OH, OW]; x [N, C, H, W].
-extern "C" __global__ void __launch_bounds__(IG_THREADS)
-conv2d_bwd_weight(float* __restrict__ part, const float* __restrict__ dy,
-                  const float* __restrict__ x, ConvShape s, unsigned int kchunk) {
+template <class Core>
+__device__ __forceinline__ void conv2d_bwd_weight_body(
+    float* __restrict__ part, const float* __restrict__ dy, const float* __restrict__ x,
+    ConvShape s, unsigned int kchunk) {
     ConvBwdWeightP p;
     p.M = (int)s.o;
     p.N = (int)(s.c * s.kh * s.kw);
@@ -244,6 +256,9 @@ conv2d_bwd_weight(float* __restrict__ part, const float* __restrict__ dy,
     const long long kb = (long long)blockIdx.z * kchunk;
     const int kbeg = (int)(kb < p.K ? kb : p.K);
     const int kend = (int)(kb + kchunk < p.K ? kb + kchunk : p.K);
-    igemm_block(p, (int)blockIdx.y * IG_BM, (int)blockIdx.x * IG_BN, kbeg, kend);
+    Core::run(p, (int)blockIdx.y * IG_BM, (int)blockIdx.x * IG_BN, kbeg, kend);
 }
-EMU_REGISTER(conv2d_bwd_weight)
+IGEMM_KERNELS(conv2d_bwd_weight,
+              (float* __restrict__ part, const float* __restrict__ dy,
+               const float* __restrict__ x, ConvShape s, unsigned int kchunk),
+              (part, dy, x, s, kchunk))

@@ -1,8 +1,10 @@
-// Fully connected family as GEMMs on the tiled core of igemm.cuh. Contract:
+// Fully connected family as GEMMs on the tiled core of igemm.cuh, each kernel in
+// three precisions from one body (IGEMM_KERNELS, igemm_mma.cuh: `name` FP32 units,
+// `name_tf32` / `name_bf16` matrix units, FP32 accumulation). Contract:
 // src/backend/mod.rs (linear_fwd, linear_bwd_input, linear_bwd_weight); CPU twin:
 // src/backend/cpu/linear.rs. Shapes: x [N, F], w [K, F] (PyTorch layout), b [K],
 // y [N, K]. Bias gradients: bias_bwd of kernels/reduce.cu.
-#include "igemm.cuh"
+#include "igemm_mma.cuh"
 
 // Row-major A(m, k) = a[m*lda + k], float4 when aligned.
 __device__ __forceinline__ void lin_rows4(const float* row, bool ok, int k, int kend, float v[4]) {
@@ -53,15 +55,19 @@ struct LinFwdP {
 // linear_fwd: y (=|+=) x w^T + b.
 // Threads: 256 per block, one 128(n) x 128(k) tile of y: grid (ceil(K/128), ceil(N/128)).
 // y [N, K] overwritten (acc = 0) or accumulated (acc = 1); x [N, F]; w [K, F]; b [K] or null.
-extern "C" __global__ void __launch_bounds__(IG_THREADS)
-linear_fwd(float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ w,
-           const float* __restrict__ b, LinearShape s, unsigned int acc) {
+template <class Core>
+__device__ __forceinline__ void linear_fwd_body(
+    float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ w,
+    const float* __restrict__ b, LinearShape s, unsigned int acc) {
     LinFwdP p;
     p.M = (int)s.n; p.N = (int)s.k; p.K = (int)s.f;
     p.x = x; p.w = w; p.b = b; p.y = y; p.acc = acc;
-    igemm_block(p, (int)blockIdx.y * IG_BM, (int)blockIdx.x * IG_BN, 0, p.K);
+    Core::run(p, (int)blockIdx.y * IG_BM, (int)blockIdx.x * IG_BN, 0, p.K);
 }
-EMU_REGISTER(linear_fwd)
+IGEMM_KERNELS(linear_fwd,
+              (float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ w,
+               const float* __restrict__ b, LinearShape s, unsigned int acc),
+              (y, x, w, b, s, acc))
 
 // ---- backward-data: M = N, Ncol = F, K = K(out); A = dy, B = w (row-major) --------
 struct LinBwdInputP {
@@ -99,15 +105,19 @@ struct LinBwdInputP {
 // linear_bwd_input: dx (=|+=) dy w.
 // Threads: 256 per block, one 128(n) x 128(f) tile of dx: grid (ceil(F/128), ceil(N/128)).
 // dx [N, F] overwritten (acc = 0) or accumulated (acc = 1); dy [N, K]; w [K, F].
-extern "C" __global__ void __launch_bounds__(IG_THREADS)
-linear_bwd_input(float* __restrict__ dx, const float* __restrict__ dy, const float* __restrict__ w,
-                 LinearShape s, unsigned int acc) {
+template <class Core>
+__device__ __forceinline__ void linear_bwd_input_body(
+    float* __restrict__ dx, const float* __restrict__ dy, const float* __restrict__ w,
+    LinearShape s, unsigned int acc) {
     LinBwdInputP p;
     p.M = (int)s.n; p.N = (int)s.f; p.K = (int)s.k;
     p.dy = dy; p.w = w; p.dx = dx; p.acc = acc;
-    igemm_block(p, (int)blockIdx.y * IG_BM, (int)blockIdx.x * IG_BN, 0, p.K);
+    Core::run(p, (int)blockIdx.y * IG_BM, (int)blockIdx.x * IG_BN, 0, p.K);
 }
-EMU_REGISTER(linear_bwd_input)
+IGEMM_KERNELS(linear_bwd_input,
+              (float* __restrict__ dx, const float* __restrict__ dy, const float* __restrict__ w,
+               LinearShape s, unsigned int acc),
+              (dx, dy, w, s, acc))
 
 // ---- backward-weight: M = K(out), Ncol = F, K = N (split over blockIdx.z) ---------
 // A(k, n) = dy[n, k]; B(n, f) = x[n, f] (row-major).
@@ -145,15 +155,19 @@ struct LinBwdWeightP {
 // Threads: 256 per block, one 128(k) x 128(f) tile per split:
 // grid (ceil(F/128), ceil(K/128), splits).
 // part [splits, K, F] overwritten; dy [N, K]; x [N, F].
-extern "C" __global__ void __launch_bounds__(IG_THREADS)
-linear_bwd_weight(float* __restrict__ part, const float* __restrict__ dy,
-                  const float* __restrict__ x, LinearShape s, unsigned int kchunk) {
+template <class Core>
+__device__ __forceinline__ void linear_bwd_weight_body(
+    float* __restrict__ part, const float* __restrict__ dy, const float* __restrict__ x,
+    LinearShape s, unsigned int kchunk) {
     LinBwdWeightP p;
     p.M = (int)s.k; p.N = (int)s.f; p.K = (int)s.n;
     p.dy = dy; p.x = x; p.part = part;
     const long long kb = (long long)blockIdx.z * kchunk;
     const int kbeg = (int)(kb < p.K ? kb : p.K);
     const int kend = (int)(kb + kchunk < p.K ? kb + kchunk : p.K);
-    igemm_block(p, (int)blockIdx.y * IG_BM, (int)blockIdx.x * IG_BN, kbeg, kend);
+    Core::run(p, (int)blockIdx.y * IG_BM, (int)blockIdx.x * IG_BN, kbeg, kend);
 }
-EMU_REGISTER(linear_bwd_weight)
+IGEMM_KERNELS(linear_bwd_weight,
+              (float* __restrict__ part, const float* __restrict__ dy,
+               const float* __restrict__ x, LinearShape s, unsigned int kchunk),
+              (part, dy, x, s, kchunk))

@@ -167,3 +167,121 @@ inline unsigned long long min(unsigned long long a, unsigned long long b) { retu
 inline unsigned long long max(unsigned long long a, unsigned long long b) { return a > b ? a : b; }
 inline float min(float a, float b) { return fminf(a, b); }
 inline float max(float a, float b) { return fmaxf(a, b); }
+
+// ---- BF16 and the matrix units (nvcuda::wmma) -------------------------------------
+// The subset the *_tf32 / *_bf16 kernels use (kernels/igemm_mma.cuh), with the
+// device's rounding done on the host:
+//   __nv_bfloat16, __float2bfloat16_rn (round to nearest even), __bfloat162float;
+//   wmma::__float_to_tf32 (cvt.rna.tf32.f32: nearest, ties away from zero);
+//   fragment<matrix_a | matrix_b | accumulator, 16, 16, K, T, layout> for
+//   (K, T) = (8, precision::tf32) and (16, __nv_bfloat16); fill_fragment,
+//   load_matrix_sync, mma_sync, store_matrix_sync.
+// Fragments: every lane holds the whole tile (num_elements = rows * cols, not the
+// per-lane count of the device), so element-wise loops over x[] stay correct.
+// Checks the device makes undefined: a load/store pointer not 32-byte aligned or an
+// ldm that is not a multiple of 16 bytes traps. mma_sync: d = a * b + c with each
+// product exact (TF32 operands: the low 13 mantissa bits are ignored, as on the
+// device, so an operand the kernel forgot to round shows) and the sum over k in
+// ascending order in FP32. Each lane computes and stores only the accumulator
+// elements e with e % 32 == lane: a lane that reads what store_matrix_sync wrote for
+// other lanes before a __syncwarp() reads stale memory (NaN in fresh shared memory).
+struct __nv_bfloat16 { unsigned short bits; };
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return __nv_bfloat16{(unsigned short)((u >> 16) | 0x40u)};
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return __nv_bfloat16{(unsigned short)(u >> 16)};
+}
+inline float __bfloat162float(__nv_bfloat16 h) { return __uint_as_float((unsigned)h.bits << 16); }
+
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+namespace precision {
+struct tf32 {};
+}
+inline float __float_to_tf32(float f) {
+    const unsigned u = __float_as_uint(f);
+    if ((u & 0x7f800000u) == 0x7f800000u) return f;
+    return __uint_as_float((u + 0x1000u) & ~0x1fffu);
+}
+
+namespace detail {
+// Value an operand of type T contributes to a product.
+inline float operand(float v, precision::tf32) { return __uint_as_float(__float_as_uint(v) & ~0x1fffu); }
+inline float operand(float v, __nv_bfloat16) { return v; }  // loaded from bf16: exact
+inline float to_float(float v) { return v; }
+inline float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <class Use, int M, int N, int K> struct dims;
+template <int M, int N, int K> struct dims<matrix_a, M, N, K> { enum { rows = M, cols = K }; };
+template <int M, int N, int K> struct dims<matrix_b, M, N, K> { enum { rows = K, cols = N }; };
+template <int M, int N, int K> struct dims<accumulator, M, N, K> { enum { rows = M, cols = N }; };
+inline void check_ptr(const void* p, unsigned ldm, unsigned elem_bytes, const char* what) {
+    if ((reinterpret_cast<unsigned long long>(p) & 31ull) != 0ull)
+        ::emu::trap(what);
+    if ((ldm * elem_bytes) % 16u != 0u) ::emu::trap(what);
+}
+}  // namespace detail
+
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+    static_assert(M == 16 && N == 16 && (K == 8 || K == 16), "wmma shape outside the emulated subset");
+    enum { rows = detail::dims<Use, M, N, K>::rows, cols = detail::dims<Use, M, N, K>::cols };
+    enum { num_elements = rows * cols };
+    typedef T type_tag;
+    typedef Layout layout;
+    float x[num_elements];  // row-major (r, c) at r * cols + c
+};
+
+template <class Use, int M, int N, int K, class T, class L>
+inline void fill_fragment(fragment<Use, M, N, K, T, L>& f, float v) {
+    for (int i = 0; i < f.num_elements; ++i) f.x[i] = v;
+}
+
+// Operand load (matrix_a / matrix_b): row_major reads (r, c) at p[r * ldm + c],
+// col_major at p[r + c * ldm]. TF32 fragments load from float, BF16 from bf16.
+template <class Use, int M, int N, int K, class T, class L, class E>
+inline void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const E* p, unsigned ldm) {
+    static_assert(!std::is_same<Use, accumulator>::value, "accumulator loads need a layout_t");
+    static_assert(std::is_same<L, row_major>::value || std::is_same<L, col_major>::value,
+                  "operand fragment without a layout");
+    static_assert(std::is_same<E, float>::value == std::is_same<T, precision::tf32>::value,
+                  "operand pointer type does not match the fragment's precision");
+    detail::check_ptr(p, ldm, sizeof(E), "wmma::load_matrix_sync: misaligned pointer or ldm");
+    const bool rm = std::is_same<L, row_major>::value;
+    for (int r = 0; r < f.rows; ++r)
+        for (int c = 0; c < f.cols; ++c)
+            f.x[r * f.cols + c] = detail::to_float(rm ? p[(long)r * ldm + c] : p[r + (long)c * ldm]);
+}
+
+template <int M, int N, int K, class T>
+inline void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, T>& f, unsigned ldm,
+                              layout_t layout) {
+    detail::check_ptr(p, ldm, sizeof(float), "wmma::store_matrix_sync: misaligned pointer or ldm");
+    const int lane = (int)(::emu::lin_ & 31u);
+    for (int e = lane; e < f.num_elements; e += 32) {
+        const int r = e / f.cols, c = e % f.cols;
+        p[layout == mem_row_major ? (long)r * ldm + c : r + (long)c * ldm] = f.x[e];
+    }
+}
+
+template <int M, int N, int K, class T, class LA, class LB, class TC>
+inline void mma_sync(fragment<accumulator, M, N, K, TC>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
+                     const fragment<matrix_b, M, N, K, T, LB>& b,
+                     const fragment<accumulator, M, N, K, TC>& c) {
+    const int lane = (int)(::emu::lin_ & 31u);
+    for (int e = lane; e < M * N; e += 32) {
+        const int r = e / N, col = e % N;
+        float acc = c.x[e];
+        for (int k = 0; k < K; ++k)
+            acc = std::fma(detail::operand(a.x[r * K + k], T{}), detail::operand(b.x[k * N + col], T{}), acc);
+        d.x[e] = acc;
+    }
+}
+}  // namespace wmma
+}  // namespace nvcuda

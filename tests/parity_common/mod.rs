@@ -11,6 +11,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::OnceLock;
 
+pub mod products;
+
 pub const REL_TOL: f64 = 1e-5;
 
 /// Declares `mod $name { emu, cuda }` running one generic body on both backends
@@ -69,6 +71,11 @@ pub fn nan_vec(n: usize) -> Vec<f32> {
 
 /// ||got - want|| / ||want|| < REL_TOL, no non-finite value, same length.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_close_tol(what, got, want, REL_TOL);
+}
+
+/// ||got - want|| / ||want|| < `tol`, no non-finite value, same length.
+pub fn assert_close_tol(what: &str, got: &[f32], want: &[f32], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     if let Some(i) = got.iter().position(|v| !v.is_finite()) {
         panic!(
@@ -96,8 +103,8 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32]) {
         num.sqrt()
     };
     assert!(
-        rel < REL_TOL,
-        "{what}: relative error {rel:.3e} >= {REL_TOL:e} (max abs {max_abs:.3e}, max rel \
+        rel < tol,
+        "{what}: relative error {rel:.3e} >= {tol:e} (max abs {max_abs:.3e}, max rel \
          {max_rel:.3e}, first mismatch {:?})",
         first_bad.map(|i| (i, got[i], want[i]))
     );

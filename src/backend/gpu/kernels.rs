@@ -51,10 +51,14 @@ kernel_table! {
     sgd_step,
     // kernels/reduce.cu
     splitk_reduce, bias_bwd,
-    // kernels/conv.cu
+    // kernels/conv.cu (IGEMM_KERNELS: FP32 units, then the matrix units in TF32, BF16)
     conv2d_fwd, conv2d_bwd_input, conv2d_bwd_weight,
-    // kernels/linear.cu
+    conv2d_fwd_tf32, conv2d_bwd_input_tf32, conv2d_bwd_weight_tf32,
+    conv2d_fwd_bf16, conv2d_bwd_input_bf16, conv2d_bwd_weight_bf16,
+    // kernels/linear.cu (likewise)
     linear_fwd, linear_bwd_input, linear_bwd_weight,
+    linear_fwd_tf32, linear_bwd_input_tf32, linear_bwd_weight_tf32,
+    linear_fwd_bf16, linear_bwd_input_bf16, linear_bwd_weight_bf16,
     // kernels/norm.cu
     norm_fwd, norm_bwd, norm_bwd_params, norm_jvp, norm_dual_bwd,
     // kernels/fused.cu
@@ -69,6 +73,17 @@ kernel_table! {
     // kernels/augment.cu
     aug_affine_fwd, aug_affine_bwd, aug_flip, aug_brightness_fwd, aug_saturation, aug_contrast,
     aug_crop, aug_cutout,
+}
+
+/// The kernel of a GEMM-shaped op in precision `p`, from its three instantiations
+/// `[name, name_tf32, name_bf16]` (`IGEMM_KERNELS` in kernels/igemm_mma.cuh: the same
+/// arguments and launch geometry).
+fn in_precision(p: Precision, kernels: [&'static Kernel; 3]) -> &'static Kernel {
+    match p {
+        Precision::Fp32 => kernels[0],
+        Precision::Tf32 => kernels[1],
+        Precision::Bf16 => kernels[2],
+    }
 }
 
 /// An argument value, as `cuLaunchKernel` wants it (pointer to the value; its size).
@@ -433,6 +448,7 @@ fn splitk_weight<L: Launcher, S: Copy>(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_fwd<L: Launcher>(
     l: &L,
+    p: Precision,
     y: &mut L::Buf,
     x: &L::Buf,
     params: &L::Buf,
@@ -451,7 +467,10 @@ pub(crate) fn conv2d_fwd<L: Launcher>(
     // (or null) the O floats of their segments (checked by the caller).
     unsafe {
         l.launch(
-            &k::conv2d_fwd,
+            in_precision(
+                p,
+                [&k::conv2d_fwd, &k::conv2d_fwd_tf32, &k::conv2d_fwd_bf16],
+            ),
             geo,
             &mut [a(&yp), a(&xp), a(&wp), a(&bp), a(&s), a(&acc)],
         )
@@ -460,6 +479,7 @@ pub(crate) fn conv2d_fwd<L: Launcher>(
 
 pub(crate) fn conv2d_bwd_input<L: Launcher>(
     l: &L,
+    p: Precision,
     dx: &mut L::Buf,
     dy: &L::Buf,
     params: &L::Buf,
@@ -474,7 +494,14 @@ pub(crate) fn conv2d_bwd_input<L: Launcher>(
     // unsigned acc); dx, dy hold the shape's elements, w its segment (checked).
     unsafe {
         l.launch(
-            &k::conv2d_bwd_input,
+            in_precision(
+                p,
+                [
+                    &k::conv2d_bwd_input,
+                    &k::conv2d_bwd_input_tf32,
+                    &k::conv2d_bwd_input_bf16,
+                ],
+            ),
             geo,
             &mut [a(&dxp), a(&dyp), a(&wp), a(&s), a(&acc)],
         )
@@ -504,6 +531,7 @@ pub(crate) fn linear_bwd_weight_scratch(s: &LinearShape) -> usize {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_bwd_weight<L: Launcher>(
     l: &L,
+    p: Precision,
     scratch: u64,
     grads: &mut L::Buf,
     dw: Seg,
@@ -515,7 +543,14 @@ pub(crate) fn conv2d_bwd_weight<L: Launcher>(
     let (m, n, kdim) = conv_weight_gemm(s);
     splitk_weight(
         l,
-        &k::conv2d_bwd_weight,
+        in_precision(
+            p,
+            [
+                &k::conv2d_bwd_weight,
+                &k::conv2d_bwd_weight_tf32,
+                &k::conv2d_bwd_weight_bf16,
+            ],
+        ),
         scratch,
         grads,
         dw,
@@ -538,6 +573,7 @@ pub(crate) fn conv2d_bwd_weight<L: Launcher>(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_fwd<L: Launcher>(
     l: &L,
+    p: Precision,
     y: &mut L::Buf,
     x: &L::Buf,
     params: &L::Buf,
@@ -555,7 +591,10 @@ pub(crate) fn linear_fwd<L: Launcher>(
     // LinearShape s, unsigned acc); y [N,K], x [N,F], w [K,F], b [K] or null (checked).
     unsafe {
         l.launch(
-            &k::linear_fwd,
+            in_precision(
+                p,
+                [&k::linear_fwd, &k::linear_fwd_tf32, &k::linear_fwd_bf16],
+            ),
             geo,
             &mut [a(&yp), a(&xp), a(&wp), a(&bp), a(&s), a(&acc)],
         )
@@ -564,6 +603,7 @@ pub(crate) fn linear_fwd<L: Launcher>(
 
 pub(crate) fn linear_bwd_input<L: Launcher>(
     l: &L,
+    p: Precision,
     dx: &mut L::Buf,
     dy: &L::Buf,
     params: &L::Buf,
@@ -578,7 +618,14 @@ pub(crate) fn linear_bwd_input<L: Launcher>(
     // unsigned acc); dx [N,F], dy [N,K], w [K,F] (checked).
     unsafe {
         l.launch(
-            &k::linear_bwd_input,
+            in_precision(
+                p,
+                [
+                    &k::linear_bwd_input,
+                    &k::linear_bwd_input_tf32,
+                    &k::linear_bwd_input_bf16,
+                ],
+            ),
             geo,
             &mut [a(&dxp), a(&dyp), a(&wp), a(&s), a(&acc)],
         )
@@ -588,6 +635,7 @@ pub(crate) fn linear_bwd_input<L: Launcher>(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_bwd_weight<L: Launcher>(
     l: &L,
+    p: Precision,
     scratch: u64,
     grads: &mut L::Buf,
     dw: Seg,
@@ -598,7 +646,14 @@ pub(crate) fn linear_bwd_weight<L: Launcher>(
 ) -> Result<()> {
     splitk_weight(
         l,
-        &k::linear_bwd_weight,
+        in_precision(
+            p,
+            [
+                &k::linear_bwd_weight,
+                &k::linear_bwd_weight_tf32,
+                &k::linear_bwd_weight_bf16,
+            ],
+        ),
         scratch,
         grads,
         dw,

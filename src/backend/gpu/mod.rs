@@ -415,7 +415,7 @@ impl<L: Launcher> Backend for Gpu<L> {
             check_seg_len(op, "b", b, self.l.len(params), s.o as usize)?;
         }
         check_u32(op, s.x_len().max(s.y_len()))?;
-        kernels::conv2d_fwd(&self.l, y, x, params, w, b, s, acc)
+        kernels::conv2d_fwd(&self.l, self.precision, y, x, params, w, b, s, acc)
     }
     fn conv2d_bwd_input(
         &self,
@@ -431,7 +431,7 @@ impl<L: Launcher> Backend for Gpu<L> {
         check_len(op, "dy", self.l.len(dy), s.y_len())?;
         check_seg_len(op, "w", w, self.l.len(params), s.w_len())?;
         check_u32(op, s.x_len().max(s.y_len()))?;
-        kernels::conv2d_bwd_input(&self.l, dx, dy, params, w, s, acc)
+        kernels::conv2d_bwd_input(&self.l, self.precision, dx, dy, params, w, s, acc)
     }
     fn conv2d_bwd_weight(
         &self,
@@ -451,7 +451,7 @@ impl<L: Launcher> Backend for Gpu<L> {
         }
         check_u32(op, s.x_len().max(s.y_len()))?;
         self.with_scratch(kernels::conv2d_bwd_weight_scratch(s), |scratch| {
-            kernels::conv2d_bwd_weight(&self.l, scratch, grads, dw, db, dy, x, s)
+            kernels::conv2d_bwd_weight(&self.l, self.precision, scratch, grads, dw, db, dy, x, s)
         })
     }
 
@@ -474,7 +474,7 @@ impl<L: Launcher> Backend for Gpu<L> {
         if let Some(b) = b {
             check_seg_len(op, "b", b, self.l.len(params), k)?;
         }
-        kernels::linear_fwd(&self.l, y, x, params, w, b, s, acc)
+        kernels::linear_fwd(&self.l, self.precision, y, x, params, w, b, s, acc)
     }
     fn linear_bwd_input(
         &self,
@@ -490,7 +490,7 @@ impl<L: Launcher> Backend for Gpu<L> {
         check_len(op, "dx", self.l.len(dx), n * f)?;
         check_len(op, "dy", self.l.len(dy), n * k)?;
         check_seg_len(op, "w", w, self.l.len(params), k * f)?;
-        kernels::linear_bwd_input(&self.l, dx, dy, params, w, s, acc)
+        kernels::linear_bwd_input(&self.l, self.precision, dx, dy, params, w, s, acc)
     }
     fn linear_bwd_weight(
         &self,
@@ -510,7 +510,7 @@ impl<L: Launcher> Backend for Gpu<L> {
             check_seg_len(op, "db", db, self.l.len(grads), k)?;
         }
         self.with_scratch(kernels::linear_bwd_weight_scratch(s), |scratch| {
-            kernels::linear_bwd_weight(&self.l, scratch, grads, dw, db, dy, x, s)
+            kernels::linear_bwd_weight(&self.l, self.precision, scratch, grads, dw, db, dy, x, s)
         })
     }
 
