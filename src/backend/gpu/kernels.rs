@@ -477,6 +477,7 @@ pub(crate) fn conv2d_fwd<L: Launcher>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_bwd_input<L: Launcher>(
     l: &L,
     p: Precision,
@@ -601,6 +602,7 @@ pub(crate) fn linear_fwd<L: Launcher>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_bwd_input<L: Launcher>(
     l: &L,
     p: Precision,
