@@ -9,6 +9,9 @@ use rand_chacha::ChaCha8Rng;
 
 /// (n, c, h, w, o, k, stride, pad): 1x1, 3x3, 5x5, strides 1 and 2, padding 0..3,
 /// O above one 128 tile, C*K*K above one tile, and batch*OH*OW long enough to split K.
+/// `check(what, accumulated, got, want)`: compares one output pair.
+pub type Check<'a> = dyn FnMut(&str, bool, &[f32], &[f32]) + 'a;
+
 pub type ConvCase = (usize, usize, usize, usize, usize, usize, usize, usize);
 pub const CONV_SHAPES: [ConvCase; 8] = [
     (1, 1, 5, 5, 1, 3, 1, 1),
@@ -48,7 +51,7 @@ pub fn param_buf(
 pub fn conv_cases<B: Backend<E = f32>>(
     b: &B,
     reference: &Cpu<f32>,
-    check: &mut dyn FnMut(&str, bool, &[f32], &[f32]),
+    check: &mut Check,
 ) {
     for (i, &(n, c, h, w, o, k, st, pad)) in CONV_SHAPES.iter().enumerate() {
         let s = ConvShape::new(n, c, h, w, o, k, st, pad).unwrap();
@@ -133,7 +136,7 @@ pub fn conv_cases<B: Backend<E = f32>>(
 pub fn linear_cases<B: Backend<E = f32>>(
     b: &B,
     reference: &Cpu<f32>,
-    check: &mut dyn FnMut(&str, bool, &[f32], &[f32]),
+    check: &mut Check,
 ) {
     for (i, &(n, f, k)) in [
         (1usize, 1usize, 1usize),
