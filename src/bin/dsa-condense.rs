@@ -47,9 +47,15 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct EvaluateArgs {
-    /// The synthetic set to evaluate (written by `condense`).
+    /// The synthetic set to evaluate (written by `condense`, or converted from the
+    /// reference's `.pt` by `scripts/convert_reference_pt.py`).
     #[arg(long)]
     synset: PathBuf,
+    /// Also save every trained evaluation network to DIR, as
+    /// `<model>_exp0_net<j>.safetensors`: a PyTorch `state_dict` with the reference
+    /// architecture's keys (`net.load_state_dict(safetensors.torch.load_file(f))`).
+    #[arg(long, value_name = "DIR")]
+    save_nets: Option<PathBuf>,
     #[command(flatten)]
     common: CondenseArgs,
 }
@@ -143,6 +149,9 @@ fn run(cli: Cli) -> Result<()> {
                 common.method = set.metadata.get("method").map(|m| m.to_ascii_lowercase());
             }
             let cfg = common.resolve()?;
+            if let Some(dir) = &a.save_nets {
+                output::ensure_output_dir(dir).context("--save-nets is not writable")?;
+            }
             let ds = prepare(&cfg)?;
             let shape = [ds.channels, ds.height, ds.width];
             anyhow::ensure!(
@@ -161,6 +170,14 @@ fn run(cli: Cli) -> Result<()> {
                     ds.num_classes
                 );
             }
+            let sha256 = data::locate::sha256_hex(&std::fs::read(&a.synset).context("--synset")?);
+            let save_nets = a.save_nets.as_ref().map(|dir| {
+                let metadata = BTreeMap::from([
+                    ("synset".to_string(), a.synset.display().to_string()),
+                    ("synset_sha256".to_string(), sha256.clone()),
+                ]);
+                (dir.clone(), metadata)
+            });
             with_backend(
                 &cfg,
                 EvalJob {
@@ -172,10 +189,9 @@ fn run(cli: Cli) -> Result<()> {
                     inv: &inv,
                     evaluated_set: Some(serde_json::json!({
                         "path": a.synset.display().to_string(),
-                        "sha256": data::locate::sha256_hex(
-                            &std::fs::read(&a.synset).context("--synset")?
-                        ),
+                        "sha256": sha256,
                     })),
+                    save_nets,
                 },
             )
         }
@@ -197,6 +213,7 @@ fn run(cli: Cli) -> Result<()> {
                     command: "baseline",
                     inv: &inv,
                     evaluated_set: None,
+                    save_nets: None,
                 },
             )
         }
@@ -522,6 +539,8 @@ struct EvalJob<'a> {
     inv: &'a Invocation,
     /// `evaluate`: the set's path and SHA-256.
     evaluated_set: Option<serde_json::Value>,
+    /// `evaluate --save-nets`: the directory, and metadata for every network file.
+    save_nets: Option<(PathBuf, BTreeMap<String, String>)>,
 }
 
 impl Job for EvalJob<'_> {
@@ -529,7 +548,14 @@ impl Job for EvalJob<'_> {
         let t0 = Instant::now();
         let mut progress = Progress::new(self.cfg);
         progress.bar = None;
-        let recs = condense::evaluate::evaluate_set(
+        let saving = self
+            .save_nets
+            .as_ref()
+            .map(|(dir, metadata)| condense::evaluate::NetSaving {
+                dir,
+                metadata: metadata.clone(),
+            });
+        let (recs, nets) = condense::evaluate::evaluate_set_saving(
             be,
             self.cfg,
             self.ds,
@@ -537,6 +563,7 @@ impl Job for EvalJob<'_> {
             self.labels,
             0,
             0,
+            saving.as_ref(),
             &mut progress,
         )?;
         let mut report = self
@@ -552,12 +579,21 @@ impl Job for EvalJob<'_> {
         report
             .timings
             .insert("eval_seconds".into(), t0.elapsed().as_secs_f64());
+        for path in &nets {
+            report.outputs.push(output_name(&self.cfg.out, path));
+        }
         report.outputs.push("report.json".into());
         report.finish();
         report.write(&self.cfg.out.join("report.json"))?;
         print_final(&report);
         Ok(())
     }
+}
+
+/// How the report lists a file written: relative to the output directory when it
+/// is inside it, else as its path.
+fn output_name(out: &std::path::Path, path: &std::path::Path) -> String {
+    path.strip_prefix(out).unwrap_or(path).display().to_string()
 }
 
 fn print_final(report: &Report) {

@@ -2,6 +2,7 @@
 //! models of the run's mode, their training options, and the per-model records.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use super::config::{CondenseConfig, Method};
 use super::streams::{stream, Stream};
@@ -10,9 +11,10 @@ use crate::augment::{DcParams, DsaParams, Strategy};
 use crate::backend::Backend;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::{train_and_test, DeviceSplit, EvalOptions, TrainSet};
+use crate::eval::{train_and_test_net, DeviceSplit, EvalOptions, TrainSet};
 use crate::model::Model;
 use crate::output::report::{EvalRecord, EvalSettings, Summary};
+use crate::output::write_network_safetensors;
 
 /// The architecture `model` for this dataset's image size and class count; an
 /// architecture that cannot take the size is an error naming both.
@@ -64,6 +66,24 @@ pub fn eval_settings(cfg: &CondenseConfig) -> Result<BTreeMap<String, EvalSettin
         .collect()
 }
 
+/// Saving the trained networks of an evaluation (`evaluate --save-nets DIR`): every
+/// network goes to `dir/<model>_exp<e>_net<j>.safetensors` as a PyTorch
+/// `state_dict` ([`crate::output::write_network_safetensors`]).
+#[derive(Clone, Debug)]
+pub struct NetSaving<'a> {
+    /// The directory (created if needed).
+    pub dir: &'a Path,
+    /// Entries added to every file's metadata, besides those [`evaluate_set_saving`]
+    /// writes (`dataset`, `mean`, `std`, `method`, `seed`, `experiment`,
+    /// `iteration`, `net`, `epochs`, `accuracy`, `train_accuracy`).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The file name of network `net` of model `model` at experiment `experiment`.
+pub fn net_file_name(model: &str, experiment: usize, net: usize) -> String {
+    format!("{model}_exp{experiment}_net{net}.safetensors")
+}
+
 /// Trains and tests `num_eval` fresh networks of every evaluation model on a host
 /// training set; one record per model. `stream_key` separates the random streams
 /// of different evaluation points.
@@ -78,8 +98,33 @@ pub fn evaluate_set<B: Backend>(
     iteration: usize,
     obs: &mut dyn Observer,
 ) -> Result<Vec<EvalRecord>> {
+    evaluate_set_saving(
+        be, cfg, ds, images, labels, experiment, iteration, None, obs,
+    )
+    .map(|(recs, _)| recs)
+}
+
+/// [`evaluate_set`], also saving every trained network when `save` is given
+/// (the same networks, the same accuracies). Returns the records and the paths of
+/// the files written, in order.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_set_saving<B: Backend>(
+    be: &B,
+    cfg: &CondenseConfig,
+    ds: &Dataset,
+    images: &[f32],
+    labels: &[u32],
+    experiment: usize,
+    iteration: usize,
+    save: Option<&NetSaving<'_>>,
+    obs: &mut dyn Observer,
+) -> Result<(Vec<EvalRecord>, Vec<PathBuf>)> {
     let test = DeviceSplit::new(be, &ds.test)?;
+    if let Some(s) = save {
+        std::fs::create_dir_all(s.dir).map_err(|e| Error::io(s.dir, e))?;
+    }
     let mut out = Vec::new();
+    let mut written = Vec::new();
     for (mi, model) in cfg.eval_models().iter().enumerate() {
         let opts = eval_options(cfg, model)?;
         let net = model_for(model, ds)?;
@@ -92,7 +137,7 @@ pub fn evaluate_set<B: Backend>(
                 Stream::Eval,
                 (mi as u64) << 32 | j as u64,
             );
-            let r = train_and_test(
+            let (trained, r) = train_and_test_net(
                 be,
                 &net,
                 TrainSet { images, labels },
@@ -104,6 +149,27 @@ pub fn evaluate_set<B: Backend>(
                 "exp {experiment} it {iteration}: {model} #{j}: train acc {:.4}, test acc {:.4}",
                 r.train_acc, r.test_acc
             ));
+            if let Some(s) = save {
+                let mut meta = s.metadata.clone();
+                for (k, v) in [
+                    ("dataset", ds.name.clone()),
+                    ("mean", format!("{:?}", ds.mean)),
+                    ("std", format!("{:?}", ds.std)),
+                    ("method", cfg.method_name().to_string()),
+                    ("seed", cfg.seed.to_string()),
+                    ("experiment", experiment.to_string()),
+                    ("iteration", iteration.to_string()),
+                    ("net", j.to_string()),
+                    ("epochs", opts.epochs.to_string()),
+                    ("accuracy", r.test_acc.to_string()),
+                    ("train_accuracy", r.train_acc.to_string()),
+                ] {
+                    meta.insert(k.to_string(), v);
+                }
+                let path = s.dir.join(net_file_name(model, experiment, j));
+                write_network_safetensors(&path, &trained, &meta)?;
+                written.push(path);
+            }
             accs.push(r.test_acc);
         }
         let rec = EvalRecord {
@@ -116,5 +182,5 @@ pub fn evaluate_set<B: Backend>(
         obs.evaluation(&rec);
         out.push(rec);
     }
-    Ok(out)
+    Ok((out, written))
 }

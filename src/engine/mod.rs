@@ -76,6 +76,9 @@ pub struct Network<'b, B: Backend> {
     /// Own gradient buffer of `train_step` (taken out while in use).
     grads: Option<B::Buf>,
     momentum: B::Buf,
+    /// Train-mode forward passes since the last (re)initialisation: PyTorch's
+    /// BatchNorm `num_batches_tracked`.
+    train_forwards: u64,
 }
 
 impl<'b, B: Backend> Network<'b, B> {
@@ -155,6 +158,7 @@ impl<'b, B: Backend> Network<'b, B> {
             running: Vec::new(),
             grads: Some(grads),
             momentum,
+            train_forwards: 0,
         };
         net.running = net.init_running_bufs()?;
         Ok(net)
@@ -176,7 +180,28 @@ impl<'b, B: Backend> Network<'b, B> {
     pub fn reinit<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Result<()> {
         self.set_params(&self.layout.init_params::<B::E, R>(rng))?;
         self.set_running(&self.layout.init_running::<B::E>())?;
+        self.train_forwards = 0;
         self.be.fill(&mut self.momentum, B::E::ZERO)
+    }
+
+    /// Train-mode forward passes since the network was made or re-initialised
+    /// ([`Network::reinit`]): every one updates the BatchNorm running state, and
+    /// PyTorch counts them in each BatchNorm layer's `num_batches_tracked` buffer.
+    pub fn num_batches_tracked(&self) -> u64 {
+        self.train_forwards
+    }
+
+    /// Sets [`Network::num_batches_tracked`] (a network loaded from a file keeps the
+    /// count it was saved with).
+    pub fn set_num_batches_tracked(&mut self, n: u64) {
+        self.train_forwards = n;
+    }
+
+    /// Counts a forward pass in `mode` (see [`Network::num_batches_tracked`]).
+    fn count_forward(&mut self, mode: Mode) {
+        if mode == Mode::Train {
+            self.train_forwards += 1;
+        }
     }
 
     /// The backend.
@@ -281,6 +306,7 @@ impl<'b, B: Backend> Network<'b, B> {
     ) -> Result<&'w B::Buf> {
         self.check_ws(ws, x)?;
         self.forward_impl(ws, x, mode)?;
+        self.count_forward(mode);
         Ok(ws.logits())
     }
 
@@ -294,6 +320,7 @@ impl<'b, B: Backend> Network<'b, B> {
     ) -> Result<CeOut> {
         self.check_ws(ws, x)?;
         self.forward_impl(ws, x, mode)?;
+        self.count_forward(mode);
         self.ce(ws, labels)
     }
 
@@ -359,6 +386,7 @@ impl<'b, B: Backend> Network<'b, B> {
         graphed(be, graphs.as_deref_mut(), Region::Forward, &key, || {
             self.forward_impl(ws, x, mode)
         })?;
+        self.count_forward(mode);
         let out = self.ce(ws, labels)?;
         graphed(be, graphs, Region::Backward, &key, || {
             self.backward_impl(ws, x, mode, grads)
@@ -457,6 +485,8 @@ impl<'b, B: Backend> Network<'b, B> {
             return Ok(());
         }
         self.check_ws(ws, x)?;
-        self.forward_impl(ws, x, Mode::Train)
+        self.forward_impl(ws, x, Mode::Train)?;
+        self.count_forward(Mode::Train);
+        Ok(())
     }
 }

@@ -135,6 +135,20 @@ pub fn train_and_test<B: Backend, R: Rng + ?Sized>(
     opts: &EvalOptions,
     rng: &mut R,
 ) -> Result<EvalOutcome> {
+    train_and_test_net(be, cfg, train, test, opts, rng).map(|(_, outcome)| outcome)
+}
+
+/// [`train_and_test`], handing back the trained network too (parameters and
+/// BatchNorm running state as they were when tested), for instance to save it with
+/// [`crate::output::write_network_safetensors`]. Same draws from `rng`, same result.
+pub fn train_and_test_net<'b, B: Backend, R: Rng + ?Sized>(
+    be: &'b B,
+    cfg: &Model,
+    train: TrainSet<'_>,
+    test: &DeviceSplit<B>,
+    opts: &EvalOptions,
+    rng: &mut R,
+) -> Result<(Network<'b, B>, EvalOutcome)> {
     let img = cfg.image_len();
     let n = train.labels.len();
     if n == 0 || train.images.len() != n * img {
@@ -235,11 +249,12 @@ pub fn train_and_test<B: Backend, R: Rng + ?Sized>(
         }
     }
     let test_acc = test_accuracy(&mut net, &mut ws, test, img)?;
-    Ok(EvalOutcome {
+    let outcome = EvalOutcome {
         train_acc: last.0,
         train_loss: last.1,
         test_acc,
-    })
+    };
+    Ok((net, outcome))
 }
 
 /// Accuracy of `net` (eval mode) on the whole split, batches of [`TEST_BATCH`].

@@ -1,9 +1,11 @@
 //! Outputs people use elsewhere: the synthetic set as safetensors (loads with
-//! `safetensors.torch.load_file`), a PNG grid of its images, the JSON report, and
-//! checkpoints. Every file is written atomically: a temporary file in the same
+//! `safetensors.torch.load_file`), a PNG grid of its images, trained evaluation
+//! networks as PyTorch `state_dict`s in safetensors ([`network`]), the JSON report,
+//! and checkpoints. Every file is written atomically: a temporary file in the same
 //! directory, fsync, then rename, so a failure never leaves a half-written output.
 
 pub mod checkpoint;
+pub mod network;
 pub mod png_grid;
 pub mod report;
 pub mod synset;
@@ -15,6 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::{Error, Result};
 
 pub use checkpoint::Checkpoint;
+pub use network::{read_network_safetensors, write_network_safetensors, SavedNetwork};
 pub use png_grid::write_png_grid;
 pub use report::{EvalRecord, LossRecord, Report, Summary};
 pub use synset::{read_synset, write_synset_safetensors, SynSet};

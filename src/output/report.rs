@@ -154,7 +154,8 @@ pub struct Report {
     pub results: Vec<ResultRow>,
     /// Named wall-clock timings in seconds.
     pub timings: BTreeMap<String, f64>,
-    /// Files written (relative to the output directory).
+    /// Files written (relative to the output directory; a file written outside it,
+    /// such as a network of `evaluate --save-nets`, by its path).
     pub outputs: Vec<String>,
 }
 
