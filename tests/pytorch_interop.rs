@@ -431,3 +431,159 @@ fn save_nets_into_an_unwritable_place_fails_before_any_work() {
     assert!(err.contains("--save-nets"), "{err}");
     assert!(!dir.path().join("out").join("report.json").exists());
 }
+
+// ---- sets learned by the reference: scripts/convert_reference_pt.py -------------
+
+const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+/// Pixel `i` of experiment `e` of the made-up reference set (f64 arithmetic, then
+/// f32, as the Python side computes it).
+fn ref_pixel(i: usize, e: usize) -> f32 {
+    (((i * 37 + e * 1001) % 200) as f64 / 50.0 - 2.0) as f32
+}
+
+/// Saves a `.pt` as the reference's main.py does: two experiments of 1 image per
+/// class, accuracies as numpy floats.
+const MAKE_PT: &str = r#"
+import sys, torch, numpy as np
+data = []
+for e in range(2):
+    i = torch.arange(10 * 784, dtype=torch.int64)
+    x = (((i * 37 + e * 1001) % 200).to(torch.float64) / 50.0 - 2.0).to(torch.float32)
+    data.append([x.reshape(10, 1, 28, 28).requires_grad_(False), torch.arange(10, dtype=torch.long)])
+torch.save({'data': data, 'accs_all_exps': {'ConvNet': [np.float64(0.61), np.float64(0.62)]}}, sys.argv[1])
+torch.save({'images': data[0][0]}, sys.argv[2])
+"#;
+
+#[test]
+fn a_set_saved_by_the_reference_converts_and_evaluates() {
+    if !torch_available("converting a reference .pt") {
+        return;
+    }
+    if !Path::new(FMNIST)
+        .join("train-images-idx3-ubyte.gz")
+        .exists()
+    {
+        println!("skipped: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pt = dir.path().join("res_DSA_FashionMNIST_ConvNet_1ipc.pt");
+    let not_ref = dir.path().join("other.pt");
+    ok(
+        &python(&[
+            "-c",
+            MAKE_PT,
+            pt.to_str().unwrap(),
+            not_ref.to_str().unwrap(),
+        ]),
+        "making the .pt",
+    );
+    let conv = dir.path().join("converted.safetensors");
+    let script = format!("{SCRIPTS}/convert_reference_pt.py");
+    let o = python(&[
+        &script,
+        pt.to_str().unwrap(),
+        "--exp",
+        "1",
+        "-o",
+        conv.to_str().unwrap(),
+    ]);
+    ok(&o, "convert_reference_pt.py");
+
+    // The experiment asked for, its values unchanged, the metadata evaluate reads.
+    let set = output::read_synset(&conv).unwrap();
+    assert_eq!(set.shape, [10, 1, 28, 28]);
+    assert_eq!(set.labels, (0..10).collect::<Vec<u32>>());
+    let want: Vec<f32> = (0..10 * 784).map(|i| ref_pixel(i, 1)).collect();
+    assert!(
+        set.images == want,
+        "the images of experiment 1, bit for bit"
+    );
+    let m = &set.metadata;
+    assert_eq!(m["dataset"], "FashionMNIST");
+    assert_eq!(m["ipc"], "1");
+    assert_eq!(m["method"], "DSA");
+    assert_eq!(m["model"], "ConvNet");
+    assert_eq!(m["experiment"], "1");
+    // the normalisation written as dsa-condense writes it for this dataset
+    let (mean, std) = DatasetKind::FashionMnist.normalisation().unwrap();
+    assert_eq!(m["mean"], format!("{mean:?}"));
+    assert_eq!(m["std"], format!("{std:?}"));
+    assert_eq!(m["reference_accuracies"], r#"{"ConvNet": [0.61, 0.62]}"#);
+    assert_eq!(
+        m["source_sha256"],
+        data::locate::sha256_hex(&std::fs::read(&pt).unwrap())
+    );
+
+    // evaluate takes dataset, ipc and method from the file
+    let out = dir.path().join("eval");
+    let o = bin(&[
+        "evaluate",
+        "--synset",
+        conv.to_str().unwrap(),
+        "--data-dir",
+        FMNIST,
+        "--no-download",
+        "--limit-train",
+        "200",
+        "--limit-test",
+        "100",
+        "--num-eval",
+        "1",
+        "--epoch-eval-train",
+        "2",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    ok(&o, "evaluate of the converted set");
+    let r = report_of(&out);
+    assert_eq!(r["command"], "evaluate");
+    assert_eq!(r["config"]["dataset"], "FashionMNIST");
+    assert_eq!(r["config"]["ipc"], 1);
+    assert_eq!(r["config"]["method"], "Dsa");
+    assert_eq!(r["evaluated_set"]["path"], conv.to_str().unwrap());
+    assert_eq!(
+        r["evaluated_set"]["sha256"],
+        data::locate::sha256_hex(&std::fs::read(&conv).unwrap())
+    );
+    let acc = &r["final_accuracy"]["ConvNet"];
+    assert_eq!(acc["n"], 1);
+    assert!((0.0..=1.0).contains(&acc["mean"].as_f64().unwrap()), "{r}");
+
+    // Clear errors naming the option or the file; nothing written.
+    let bad = dir.path().join("bad.safetensors");
+    for (args, needle) in [
+        (
+            vec![pt.to_str().unwrap(), "--exp", "2"],
+            "--exp: 2 out of range",
+        ),
+        (
+            vec![pt.to_str().unwrap(), "--dataset", "CIFAR10"],
+            "CIFAR10 has 3x32x32",
+        ),
+        (vec![pt.to_str().unwrap(), "--ipc", "10"], "--ipc says 10"),
+        (
+            vec![
+                not_ref.to_str().unwrap(),
+                "--dataset",
+                "MNIST",
+                "--method",
+                "DC",
+            ],
+            "'data'",
+        ),
+    ] {
+        let mut a = vec![script.as_str()];
+        a.extend(args);
+        a.extend(["-o", bad.to_str().unwrap()]);
+        let o = python(&a);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{a:?}");
+        assert!(err.contains(needle), "{a:?}: {err}");
+        assert!(!bad.exists());
+    }
+}
