@@ -159,6 +159,22 @@ fn load_module(
     Ok((m, "nvcc fatbin".into()))
 }
 
+/// The CUDA toolkit's include folders (`$CUDA_HOME`, `$CUDA_PATH`,
+/// `/usr/local/cuda`) that hold `mma.h`: the matrix-unit kernels include it and
+/// `cuda_bf16.h`, which NVRTC finds only through an include path.
+#[cfg(not(dsa_fatbin))]
+fn toolkit_includes() -> Vec<String> {
+    let roots = ["CUDA_HOME", "CUDA_PATH"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .chain(std::iter::once("/usr/local/cuda".to_string()));
+    roots
+        .map(|r| std::path::Path::new(&r).join("include"))
+        .filter(|d| d.join("mma.h").is_file())
+        .map(|d| d.display().to_string())
+        .collect()
+}
+
 #[cfg(not(dsa_fatbin))]
 fn load_module(
     ctx: &Arc<CudaContext>,
@@ -185,11 +201,13 @@ fn load_module(
         arch,
         options: vec!["-std=c++17".into()],
         name: Some("kernels_all.cu".into()),
+        include_paths: toolkit_includes(),
         ..Default::default()
     };
     let ptx = cudarc::nvrtc::compile_ptx_with_opts(KERNEL_SOURCE, opts).map_err(|e| {
         err(format!(
-            "NVRTC compilation of the embedded kernels failed: {e:?}"
+            "NVRTC compilation of the embedded kernels failed (the matrix-unit kernels \
+             include mma.h and cuda_bf16.h: set CUDA_HOME to the toolkit): {e:?}"
         ))
     })?;
     let m = ctx
