@@ -26,23 +26,6 @@ use common::{best_time, cpu_time, sgemm_peak, PEAK_DIM};
 const N: usize = 256;
 
 /// The three conv layers of ConvNet-128-3 on 1x28x28 input.
-fn layers(n: usize) -> Vec<(&'static str, ConvShape)> {
-    vec![
-        (
-            "conv1 1->128 28x28 p3",
-            ConvShape::new(n, 1, 28, 28, 128, 3, 1, 3).unwrap(),
-        ),
-        (
-            "conv2 128->128 16x16",
-            ConvShape::new(n, 128, 16, 16, 128, 3, 1, 1).unwrap(),
-        ),
-        (
-            "conv3 128->128 8x8",
-            ConvShape::new(n, 128, 8, 8, 128, 3, 1, 1).unwrap(),
-        ),
-    ]
-}
-
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Pass {
     Fwd,
@@ -111,7 +94,7 @@ fn output<T: Scalar>(b: &Bufs<T>, pass: Pass) -> Vec<f64> {
 fn validate() {
     let c32 = Cpu::<f32>::new(0).unwrap();
     let c64 = Cpu::<f64>::new(1).unwrap();
-    for (name, s) in layers(4) {
+    for (name, s) in common::convnet_layers(4) {
         for pass in PASSES {
             let mut b32 = bufs::<f32>(&s, 7);
             let mut b64 = bufs::<f64>(&s, 7);
@@ -155,7 +138,7 @@ fn summary() {
         "layer (N=256)", "pass", "wall ms", "GFLOP/s", "% peak", "GFLOP/CPU-s", "% peak"
     );
     let (mut step, mut step_cpu) = (0.0, 0.0);
-    for (li, (name, s)) in layers(N).into_iter().enumerate() {
+    for (li, (name, s)) in common::convnet_layers(N).into_iter().enumerate() {
         let mut b = bufs::<f32>(&s, 3);
         for pass in PASSES {
             let t = best_time(3, || run(&cpu, &mut b, &s, pass));
@@ -291,7 +274,7 @@ fn bench_convs(c: &mut Criterion) {
     let cpu = Cpu::<f32>::new(0).unwrap();
     let mut g = c.benchmark_group("conv_f32_n256");
     g.sample_size(10).sampling_mode(SamplingMode::Flat);
-    for (name, s) in layers(N) {
+    for (name, s) in common::convnet_layers(N) {
         let mut b = bufs::<f32>(&s, 3);
         g.throughput(Throughput::Elements(s.flops() as u64));
         for pass in PASSES {

@@ -14,9 +14,11 @@
 #   after every launch (blames the right kernel for an asynchronous fault),
 #   SKIP_BENCH=1 to run the tests only.
 #   Runs every cuda test of emu_parity, emu_parity_math (one test body per op, the same
-#   as `emu` runs in CI), emu_step (whole matching and train steps) and emu_graph (CUDA
-#   graph capture/replay against direct launches, bit for bit), the library's unit
-#   tests, then the benchmarks, and prints a short table.
+#   as `emu` runs in CI), emu_parity_precision (the TF32/BF16 matrix-unit kernels),
+#   emu_step (whole matching and train steps) and emu_graph (CUDA graph capture/replay
+#   against direct launches, bit for bit), the library's unit tests, then measures the
+#   dense GEMM peaks with PyTorch and runs benches/gpu.rs (per conv layer and per outer
+#   step, fp32 / tf32 / bf16), and prints a short table.
 #   Exit status: non-zero when any test failed or a GPU test was skipped (on a GPU
 #   machine "skipped" means the cuda backend could not start: that is a failure here).
 #
@@ -42,7 +44,7 @@ for l in sys.stdin:
             case "$name" in
             # only what the GPU run executes (the bundle must stay under the 64 MiB
             # a device call carries)
-            emu_parity | emu_parity_math | emu_step | emu_graph | dsa_condense)
+            emu_parity | emu_parity_math | emu_parity_precision | emu_step | emu_graph | dsa_condense)
                 cp "$exe" "$BUNDLE/tests/$name" ;;
             esac
         done
@@ -54,7 +56,10 @@ for l in sys.stdin:
     except Exception: continue
     if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["kind"]==["bench"]:
         print(m["target"]["name"], m["executable"])' |
-            while read -r name exe; do cp "$exe" "$BUNDLE/benches/$name"; done
+            while read -r name exe; do
+                # the GPU benchmark only: the others time the CPU backend
+                [[ "$name" == gpu ]] && cp "$exe" "$BUNDLE/benches/$name"
+            done
     fi
     # release builds keep line tables (debug = 1): strip them, ~60 MB -> ~5 MB a binary
     if command -v strip >/dev/null; then strip --strip-debug "$BUNDLE"/tests/* "$BUNDLE"/benches/*; fi
@@ -75,7 +80,7 @@ printf '\n%-44s %s\n' "test" "result"
 printf '%-44s %s\n' "----" "------"
 # cuda tests: kernel parity (emu_parity*), whole steps (emu_step), graph capture and
 # replay (emu_graph); each binary runs its tests whose name contains "cuda"
-for t in emu_parity emu_parity_math emu_step emu_graph; do
+for t in emu_parity emu_parity_math emu_parity_precision emu_step emu_graph; do
     if [[ ! -x "$BUNDLE/tests/$t" ]]; then
         echo "missing $BUNDLE/tests/$t"; status=1; continue
     fi
@@ -96,12 +101,37 @@ if [[ -x "$BUNDLE/tests/dsa_condense" ]]; then
     if "$BUNDLE/tests/dsa_condense" --test-threads=2 >"$LOG/unit.txt" 2>&1; then r=ok; else r=FAILED; status=1; fi
     printf '%-44s %s\n' "lib unit tests" "$r"
 fi
-# benchmarks
+# benchmarks: the machine's dense GEMM peaks per precision (PyTorch's cuBLAS, 8192^3:
+# FP32 with TF32 off, TF32, BF16), then benches/gpu.rs (every conv layer's three
+# passes, a square GEMM and the outer step in fp32 / tf32 / bf16, against those peaks)
 if [[ "${SKIP_BENCH:-0}" != "1" ]]; then
+    echo; echo "== dense GEMM peaks (torch.matmul 8192^3) =="
+    peaks="$(python3 - <<'PYEOF' 2>&1
+import time, torch
+def peak(dtype, tf32):
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    n = 8192
+    a = torch.randn(n, n, device="cuda", dtype=dtype)
+    b = torch.randn(n, n, device="cuda", dtype=dtype)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * n**3 / ((time.perf_counter() - t) / 10) / 1e12
+print(f"DSA_PEAK_FP32={peak(torch.float32, False):.1f}")
+print(f"DSA_PEAK_TF32={peak(torch.float32, True):.1f}")
+print(f"DSA_PEAK_BF16={peak(torch.bfloat16, False):.1f}")
+PYEOF
+)"
+    echo "$peaks"
+    for kv in $(echo "$peaks" | grep -E '^DSA_PEAK_[A-Z0-9]+=[0-9.]+$'); do export "$kv"; done
     for b in "$BUNDLE"/benches/*; do
         [[ -x "$b" ]] || continue
-        echo; echo "== bench $(basename "$b") =="
-        "$b" --bench 2>&1 | grep -E 'time:|thrpt:|GFLOP|GB/s|^[a-z_0-9/ -]+$' | head -200 || status=1
+        echo; echo "== bench $(basename "$b") (TFLOP/s; % of the peak above) =="
+        "$b" --bench 2>&1 | head -200 || status=1
     done
 fi
 echo; [[ $status -eq 0 ]] && echo "gpu-check: PASS" || echo "gpu-check: FAIL (logs in $LOG)"

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use dsa_condense::backend::cpu::gemm::{gemm_par, Mat};
+use dsa_condense::backend::ConvShape;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
@@ -79,4 +80,23 @@ pub fn sgemm_peak(threads: usize) -> (f64, f64) {
     let cpu = cpu_time(3, &mut f);
     let flop = 2.0 * (d * d * d) as f64;
     (flop / t / 1e9, flop / cpu / 1e9)
+}
+
+/// The three convolutions of the default ConvNet (1x28x28 input, width 128, depth 3)
+/// at batch `n`.
+pub fn convnet_layers(n: usize) -> Vec<(&'static str, ConvShape)> {
+    vec![
+        (
+            "conv1 1->128 28x28 p3",
+            ConvShape::new(n, 1, 28, 28, 128, 3, 1, 3).unwrap(),
+        ),
+        (
+            "conv2 128->128 16x16",
+            ConvShape::new(n, 128, 16, 16, 128, 3, 1, 1).unwrap(),
+        ),
+        (
+            "conv3 128->128 8x8",
+            ConvShape::new(n, 128, 8, 8, 128, 3, 1, 1).unwrap(),
+        ),
+    ]
 }

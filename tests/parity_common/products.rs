@@ -48,11 +48,7 @@ pub fn param_buf(
 /// [`CONV_SHAPES`] case (fresh random inputs, NaN-poisoned outputs, `acc` both ways,
 /// with and without bias) and hands each pair of outputs to `check(what, accumulated, got, want)`
 /// (`accumulated`: the output started from random values, `acc = true`).
-pub fn conv_cases<B: Backend<E = f32>>(
-    b: &B,
-    reference: &Cpu<f32>,
-    check: &mut Check,
-) {
+pub fn conv_cases<B: Backend<E = f32>>(b: &B, reference: &Cpu<f32>, check: &mut Check) {
     for (i, &(n, c, h, w, o, k, st, pad)) in CONV_SHAPES.iter().enumerate() {
         let s = ConvShape::new(n, c, h, w, o, k, st, pad).unwrap();
         let mut r = rng(80 + i as u64);
@@ -133,11 +129,7 @@ pub fn conv_cases<B: Backend<E = f32>>(
 // ---- fully connected ------------------------------------------------------------
 
 /// As [`conv_cases`] for linear fwd / bwd_input / bwd_weight.
-pub fn linear_cases<B: Backend<E = f32>>(
-    b: &B,
-    reference: &Cpu<f32>,
-    check: &mut Check,
-) {
+pub fn linear_cases<B: Backend<E = f32>>(b: &B, reference: &Cpu<f32>, check: &mut Check) {
     for (i, &(n, f, k)) in [
         (1usize, 1usize, 1usize),
         (5, 7, 3),
