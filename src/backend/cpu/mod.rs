@@ -72,6 +72,28 @@ impl<T: Scalar> Cpu<T> {
     pub fn threads(&self) -> usize {
         self.threads
     }
+    /// A weight gradient in this backend's precision: `product(dy, x, db)` computes
+    /// dW (and db when given) from the operands; in TF32 / BF16 it gets the rounded
+    /// operands and no db, and `bias(db, dy)` sums the FP32 dy instead (a bias
+    /// gradient is a sum, not a product, and stays FP32 as on the GPU).
+    fn weight_grad(
+        &self,
+        dy: &[T],
+        x: &[T],
+        db: Option<&mut [T]>,
+        product: impl FnOnce(&[T], &[T], Option<&mut [T]>) -> Result<()>,
+        bias: impl FnOnce(&mut [T], &[T]) -> Result<()>,
+    ) -> Result<()> {
+        let p = self.precision;
+        if p == Precision::Fp32 {
+            return product(dy, x, db);
+        }
+        product(&p.round_slice(dy), &p.round_slice(x), None)?;
+        match db {
+            Some(db) => bias(db, dy),
+            None => Ok(()),
+        }
+    }
     /// The rayon pool the ops run on.
     pub(crate) fn pool(&self) -> &rayon::ThreadPool {
         &self.pool
@@ -246,17 +268,14 @@ impl<T: Scalar> Backend for Cpu<T> {
         // A poisoned lock only means another op panicked mid-way; the scratch
         // contents are overwritten before use, so it is safe to go on.
         let mut partials = self.conv_partials.lock().unwrap_or_else(|e| e.into_inner());
-        let p = self.precision;
-        if p == Precision::Fp32 {
-            return conv::conv2d_bwd_weight(self.pool(), &mut partials, dw_s, db_s, dy, x, s);
-        }
-        // Rounded operands for dW; the bias gradient sums the FP32 dy (no product).
-        let (dy_r, x_r) = (p.round_slice(dy), p.round_slice(x));
-        conv::conv2d_bwd_weight(self.pool(), &mut partials, dw_s, None, &dy_r, &x_r, s)?;
-        match db_s {
-            Some(db) => conv::conv2d_bias_grad(self.pool(), db, dy, s),
-            None => Ok(()),
-        }
+        let pool = self.pool();
+        self.weight_grad(
+            dy,
+            x,
+            db_s,
+            |dy, x, db| conv::conv2d_bwd_weight(pool, &mut partials, dw_s, db, dy, x, s),
+            |db, dy| conv::conv2d_bias_grad(pool, db, dy, s),
+        )
     }
 
     fn linear_fwd(
@@ -312,17 +331,14 @@ impl<T: Scalar> Backend for Cpu<T> {
         s: &LinearShape,
     ) -> Result<()> {
         let (dw_s, db_s) = split_two(grads, dw, db)?;
-        let p = self.precision;
-        if p == Precision::Fp32 {
-            return linear::linear_bwd_weight(self.pool(), dw_s, db_s, dy, x, s);
-        }
-        // Rounded operands for dW; the bias gradient sums the FP32 dy (no product).
-        let (dy_r, x_r) = (p.round_slice(dy), p.round_slice(x));
-        linear::linear_bwd_weight(self.pool(), dw_s, None, &dy_r, &x_r, s)?;
-        match db_s {
-            Some(db) => linear::linear_bias_grad(self.pool(), db, dy, s),
-            None => Ok(()),
-        }
+        let pool = self.pool();
+        self.weight_grad(
+            dy,
+            x,
+            db_s,
+            |dy, x, db| linear::linear_bwd_weight(pool, dw_s, db, dy, x, s),
+            |db, dy| linear::linear_bias_grad(pool, db, dy, s),
+        )
     }
 
     fn act_fwd(&self, y: &mut Vec<T>, x: &Vec<T>, act: Act) -> Result<()> {
