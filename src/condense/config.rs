@@ -160,114 +160,117 @@ pub fn get_loops(ipc: usize) -> Option<(usize, usize)> {
 }
 
 /// Command-line options of `condense` (and, flattened, of `evaluate`/`baseline`).
-/// Unset options take the preset's value, then the reference default shown.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Unset options take the preset's value, then the reference default shown. With
+/// the `cli` feature (on by default) it is also a `clap::Args`, whose help is the
+/// field documentation.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct CondenseArgs {
     /// Preset: `quick` (FashionMNIST, DSA, ipc 1, 20 iterations, small batches and
     /// evaluation: minutes on a 2-core CPU). Explicit options override it.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub preset: Option<String>,
     /// Method: dc or dsa [default: dc].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub method: Option<String>,
     /// Dataset: MNIST, FashionMNIST, SVHN, CIFAR10, CIFAR100, folder:PATH [default: CIFAR10].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub dataset: Option<String>,
     /// Model: ConvNet and its variants (ConvNetD1..D4, W32..W256, AS/AR/AL/ASwish,
     /// ASwishBN, NN/BN/LN/IN/GN, NP/MP/AP), MLP, LeNet, AlexNet, AlexNetBN, VGG11,
     /// VGG11BN, ResNet18, ResNet18BN, ResNet18BN_AP [default: ConvNet].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub model: Option<String>,
     /// Images per class [default: 1].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub ipc: Option<usize>,
     /// Evaluation models: S (the model without its BN suffix), SS (the model),
     /// or a pool evaluated once at the end: M (MLP, ConvNet, LeNet, AlexNet,
     /// VGG11, ResNet18), B (BatchNorm models), W (widths), D (depths),
     /// A (activations), P (poolings), N (normalisations) [default: S].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub eval_mode: Option<String>,
     /// Independent condensation runs [default: 5].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub num_exp: Option<usize>,
     /// Networks trained per evaluation [default: 20].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub num_eval: Option<usize>,
     /// Outer iterations (the loop runs 0..=iterations) [default: 1000].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub iterations: Option<usize>,
     /// Synthetic image learning rate [default: 0.1].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub lr_img: Option<f64>,
     /// Network learning rate (inner loop and evaluation) [default: 0.01].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub lr_net: Option<f64>,
     /// Real images per class per matching step [default: 256].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub batch_real: Option<usize>,
     /// Minibatch for training networks on the synthetic set [default: 256].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub batch_train: Option<usize>,
     /// Initialisation: noise or real [default: noise].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub init: Option<String>,
     /// DSA strategy: groups joined by `_` from color, crop, cutout, flip, scale,
     /// rotate (e.g. color_crop_cutout_flip_scale_rotate), or None
     /// [default: the README strategy of the dataset; no flip for MNIST and SVHN].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub dsa_strategy: Option<String>,
     /// Gradient distance: ours, mse or cos [default: ours].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub dis_metric: Option<String>,
     /// Image updates per iteration [default: get_loops(ipc)].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub outer_loop: Option<usize>,
     /// Network epochs between image updates [default: get_loops(ipc)].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub inner_loop: Option<usize>,
     /// Evaluation training epochs [default: 1000 for DSA; DC: 1000 where the
     /// evaluation model trains with DC augmentation (MNIST, or evaluation model
     /// ConvNetBN), else 300].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub epoch_eval_train: Option<usize>,
     /// Evaluate every this many iterations (and at the last) [default: 500].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub eval_every: Option<usize>,
     /// Backend: auto, cpu or cuda [default: auto].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub backend: Option<String>,
     /// CPU worker threads [default: all cores].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub threads: Option<usize>,
     /// CUDA device ordinal for the cuda backend [default: 0].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub device: Option<usize>,
     /// Random seed [default: 0].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub seed: Option<u64>,
     /// Output directory [default: result].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub out: Option<PathBuf>,
     /// Data directory, searched first.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub data_dir: Option<PathBuf>,
     /// Never download data.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub no_download: bool,
     /// Write a checkpoint every this many iterations (0: never) [default: 0].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub checkpoint_every: Option<usize>,
     /// Resume from a checkpoint file.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub resume: Option<PathBuf>,
     /// Use at most this many training images (class-balanced), for quick runs.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub limit_train: Option<usize>,
     /// Use at most this many test images (class-balanced), for quick runs.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub limit_test: Option<usize>,
     /// No progress output.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub quiet: bool,
 }
 

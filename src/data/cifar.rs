@@ -2,8 +2,9 @@
 //! followed by 3072 pixel bytes (1024 red, 1024 green, 1024 blue, row-major 32x32),
 //! which is already CHW. CIFAR-10: `data_batch_1..5.bin`, `test_batch.bin`, one
 //! label byte. CIFAR-100: `train.bin`, `test.bin`, coarse then fine label (fine used).
-//! Both are distributed as one `.tar.gz` archive ([`archive`]); [`unpack`] takes the
-//! `.bin` files out of it, checked before they are put in place.
+//! Both are distributed as one `.tar.gz` archive ([`archive`]); `unpack` (with the
+//! `download` feature) takes the `.bin` files out of it, checked before they are put
+//! in place.
 
 use std::path::{Path, PathBuf};
 
@@ -118,6 +119,7 @@ pub fn archive(cifar10: bool) -> (&'static str, &'static str) {
 
 /// Largest archive member [`unpack`] extracts (CIFAR-100's `train.bin`, 50,000 x
 /// 3,074 bytes = 154 MB, is the largest).
+#[cfg(feature = "download")]
 pub const MAX_MEMBER_BYTES: u64 = 200 << 20;
 
 /// Extracts the dataset's `.bin` files from `archive` (a `.tar.gz`) into `dest`.
@@ -125,7 +127,9 @@ pub const MAX_MEMBER_BYTES: u64 = 200 << 20;
 /// nothing else is written, so a hostile path cannot escape). They go to a temporary
 /// folder beside `dest` first and are read back with the reader (documented record
 /// counts when `documented_sizes`); only then are they moved into `dest`. On any
-/// error the temporary folder is removed and `dest` is untouched.
+/// error the temporary folder is removed and `dest` is untouched. Needs the
+/// `download` feature (the `tar` crate).
+#[cfg(feature = "download")]
 pub fn unpack(archive: &Path, dest: &Path, cifar10: bool, documented_sizes: bool) -> Result<()> {
     let (train, test) = files(Path::new(""), cifar10);
     let wanted: Vec<PathBuf> = train.into_iter().chain([test]).collect();
@@ -151,6 +155,7 @@ pub fn unpack(archive: &Path, dest: &Path, cifar10: bool, documented_sizes: bool
 
 /// The members of `archive` whose file names are in `wanted`, into the fresh folder
 /// `to`; every wanted name must be there.
+#[cfg(feature = "download")]
 fn extract(archive: &Path, to: &Path, wanted: &[PathBuf]) -> Result<()> {
     use std::io::Read;
     let bad = |e: std::io::Error| Error::data(archive, format!("invalid .tar.gz archive: {e}"));

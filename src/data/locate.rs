@@ -2,17 +2,20 @@
 //! places (Debian's `/usr/share/datasets/<name>`, `./data`, `~/.cache/dsa-condense`),
 //! then a download from configurable mirrors, verified by SHA-256 where the
 //! checksum is known. When everything fails, one error lists the places tried and
-//! how to get the data.
+//! how to get the data. Downloading needs the crate's `download` feature (on by
+//! default); without it, a dataset that is not found locally is an error that says
+//! so.
 //!
 //! Checksums are SHA-256 of the *decompressed* file content, so a recompressed copy
 //! (Debian's `.gz` files) verifies as well as the upstream download.
 
 use std::path::{Path, PathBuf};
+#[cfg(feature = "download")]
 use std::time::Duration;
 
 pub use crate::digest::sha256_hex;
 
-use super::{cifar, folder, idx, svhn, Dataset, DatasetKind};
+use super::{cifar, idx, svhn, Dataset, DatasetKind};
 use crate::{Error, Result};
 
 /// Environment variable naming a data directory (searched after `--data-dir`).
@@ -324,14 +327,40 @@ fn load_from(kind: &DatasetKind, dir: &Path, documented_sizes: bool) -> Result<D
             let ds = Dataset::from_raw(name, dir, (3, 32, 32), k, mean, std, &train, &test)?;
             (ds, files)
         }
-        DatasetKind::ImageFolder(p) => return folder::load(p),
+        DatasetKind::ImageFolder(p) => return load_folder(p),
     };
     ds.files = files;
     Ok(ds)
 }
 
+/// Reads an image folder ([`super::folder::load`]).
+#[cfg(feature = "image-folder")]
+fn load_folder(p: &Path) -> Result<Dataset> {
+    super::folder::load(p)
+}
+
+/// Without the `image-folder` feature: an error saying how to get it.
+#[cfg(not(feature = "image-folder"))]
+fn load_folder(p: &Path) -> Result<Dataset> {
+    Err(Error::option(
+        "dataset",
+        format!(
+            "folder:{} needs the `image-folder` feature of dsa-condense (PNG/JPEG decoding), \
+             which this build lacks: rebuild with `--features image-folder` (it is on by \
+             default)",
+            p.display()
+        ),
+    ))
+}
+
+/// Why a build without the `download` feature does not download.
+#[cfg(not(feature = "download"))]
+const NO_DOWNLOAD: &str = "download unavailable: this build lacks the `download` feature \
+     of dsa-condense (rebuild with `--features download`; it is on by default)";
+
 /// How long a download may wait to connect, or for the next bytes, before the mirror
 /// counts as failed: 60 s, or `$DSA_DOWNLOAD_TIMEOUT` seconds.
+#[cfg(feature = "download")]
 fn download_timeout() -> Duration {
     std::env::var("DSA_DOWNLOAD_TIMEOUT")
         .ok()
@@ -343,6 +372,7 @@ fn download_timeout() -> Duration {
 /// Checks that downloaded `bytes` are what a file called `name` must be (an IDX file
 /// of the right rank, a MATLAB v5 file), so that an error page served with status
 /// 200 is never kept as data.
+#[cfg(feature = "download")]
 fn check_format(name: &str, bytes: &[u8]) -> Result<()> {
     let what = Path::new(name);
     if name.contains("idx3-ubyte") || name.contains("idx1-ubyte") {
@@ -375,7 +405,8 @@ fn check_format(name: &str, bytes: &[u8]) -> Result<()> {
 /// format always, and only then writing it (atomically: a temporary file renamed into
 /// place). A mirror that does not connect or stops sending for
 /// `download_timeout` (60 s, `$DSA_DOWNLOAD_TIMEOUT`) is skipped. Prints one line per attempt on stderr. Errors
-/// name the URL(s) tried.
+/// name the URL(s) tried. Needs the `download` feature.
+#[cfg(feature = "download")]
 pub fn download_file(
     bases: &[String],
     name: &str,
@@ -446,7 +477,7 @@ pub fn download_file(
 /// Loads a dataset, searching and downloading as described in the module docs.
 pub fn load(kind: &DatasetKind, opts: &LoadOptions) -> Result<Dataset> {
     if let DatasetKind::ImageFolder(p) = kind {
-        return folder::load(p);
+        return load_folder(p);
     }
     let candidates = candidate_dirs(kind, opts);
     if let Some(dir) = candidates.iter().find(|d| present(kind, d)) {
@@ -459,48 +490,13 @@ pub fn load(kind: &DatasetKind, opts: &LoadOptions) -> Result<Dataset> {
         .clone()
         .unwrap_or_else(|| default_mirrors(kind));
     if opts.download && !files.is_empty() && !mirrors.is_empty() {
-        let base = opts
-            .download_dir
-            .clone()
-            .or_else(|| opts.data_dir.clone())
-            .or_else(|| opts.env_dir.clone())
-            .or_else(cache_dir);
-        match base {
-            None => {
-                notes.push("download skipped: no download directory (set --data-dir)".to_string())
-            }
-            Some(base) => {
-                let dir = base.join(subdirs(kind)[0]);
-                let fetched = match kind {
-                    DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
-                        let c10 = *kind == DatasetKind::Cifar10;
-                        let (name, folder) = cifar::archive(c10);
-                        let dir = base.join(folder);
-                        std::fs::create_dir_all(&base)
-                            .map_err(|e| Error::io(&base, e))
-                            .and_then(|_| download_file(&mirrors, name, None, &base))
-                            .and_then(|archive| {
-                                let r = cifar::unpack(&archive, &dir, c10, opts.documented_sizes);
-                                let _ = std::fs::remove_file(&archive);
-                                r
-                            })
-                            .map(|()| dir)
-                    }
-                    _ => std::fs::create_dir_all(&dir)
-                        .map_err(|e| Error::io(&dir, e))
-                        .and_then(|_| {
-                            files.iter().try_for_each(|f| {
-                                download_file(&mirrors, f.name, f.sha256, &dir).map(|_| ())
-                            })
-                        })
-                        .map(|()| dir.clone()),
-                };
-                match fetched {
-                    Ok(dir) => return load_from(kind, &dir, opts.documented_sizes),
-                    Err(e) => notes.push(format!("download into {} failed: {e}", dir.display())),
-                }
-            }
+        #[cfg(feature = "download")]
+        match fetch(kind, opts, files, &mirrors) {
+            Ok(dir) => return load_from(kind, &dir, opts.documented_sizes),
+            Err(note) => notes.push(note),
         }
+        #[cfg(not(feature = "download"))]
+        notes.push(NO_DOWNLOAD.to_string());
     } else if !opts.download {
         notes.push("download disabled".into());
     } else {
@@ -520,4 +516,93 @@ pub fn load(kind: &DatasetKind, opts: &LoadOptions) -> Result<Dataset> {
             how_to_get(kind)
         ),
     ))
+}
+
+/// Downloads `files` of `kind` from `mirrors` into the download directory (a CIFAR
+/// archive is unpacked there); the folder to read, or a note on what failed.
+#[cfg(feature = "download")]
+fn fetch(
+    kind: &DatasetKind,
+    opts: &LoadOptions,
+    files: &[RemoteFile],
+    mirrors: &[String],
+) -> std::result::Result<PathBuf, String> {
+    let base = opts
+        .download_dir
+        .clone()
+        .or_else(|| opts.data_dir.clone())
+        .or_else(|| opts.env_dir.clone())
+        .or_else(cache_dir)
+        .ok_or("download skipped: no download directory (set --data-dir)")?;
+    let dir = base.join(subdirs(kind)[0]);
+    let fetched = match kind {
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
+            let c10 = *kind == DatasetKind::Cifar10;
+            let (name, folder) = cifar::archive(c10);
+            let dir = base.join(folder);
+            std::fs::create_dir_all(&base)
+                .map_err(|e| Error::io(&base, e))
+                .and_then(|_| download_file(mirrors, name, None, &base))
+                .and_then(|archive| {
+                    let r = cifar::unpack(&archive, &dir, c10, opts.documented_sizes);
+                    let _ = std::fs::remove_file(&archive);
+                    r
+                })
+                .map(|()| dir)
+        }
+        _ => std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(&dir, e))
+            .and_then(|_| {
+                files
+                    .iter()
+                    .try_for_each(|f| download_file(mirrors, f.name, f.sha256, &dir).map(|_| ()))
+            })
+            .map(|()| dir.clone()),
+    };
+    fetched.map_err(|e| format!("download into {} failed: {e}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without the `image-folder` feature, a `folder:` dataset is refused naming it.
+    #[cfg(not(feature = "image-folder"))]
+    #[test]
+    fn a_folder_without_the_feature_names_it() {
+        let dir = std::env::temp_dir();
+        let kind = DatasetKind::ImageFolder(dir.clone());
+        let e = load(&kind, &LoadOptions::local(&dir))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`image-folder` feature"), "{e}");
+        assert!(e.contains(&dir.display().to_string()), "{e}");
+    }
+
+    /// Without the `download` feature, a missing dataset's error says why nothing
+    /// was downloaded.
+    #[cfg(not(feature = "download"))]
+    #[test]
+    fn a_missing_dataset_without_the_feature_names_it() {
+        let dir = std::env::temp_dir().join("dsa-condense-no-such-data");
+        let mut opts = LoadOptions::local(&dir);
+        opts.download = true;
+        let e = load(&DatasetKind::Mnist, &opts).unwrap_err().to_string();
+        assert!(e.contains("not found"), "{e}");
+        assert!(e.contains("`download` feature"), "{e}");
+    }
+
+    /// With the feature, the same options try the mirrors (here an unreachable
+    /// loopback port, so nothing leaves the machine).
+    #[cfg(feature = "download")]
+    #[test]
+    fn a_missing_dataset_with_the_feature_tries_to_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = LoadOptions::local(dir.path());
+        opts.download = true;
+        opts.mirrors = Some(vec!["http://127.0.0.1:9/".into()]);
+        let e = load(&DatasetKind::Mnist, &opts).unwrap_err().to_string();
+        assert!(e.contains("download into"), "{e}");
+        assert!(!e.contains("feature"), "{e}");
+    }
 }

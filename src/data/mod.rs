@@ -7,6 +7,7 @@
 //! standard places, then a checksum-verified download).
 
 pub mod cifar;
+#[cfg(feature = "image-folder")]
 pub mod folder;
 pub mod idx;
 pub mod locate;
@@ -35,7 +36,8 @@ pub enum DatasetKind {
     Cifar10,
     /// CIFAR-100 binary version (fine labels), 3x32x32, 100 classes.
     Cifar100,
-    /// A folder of PNG/JPEG images, one subfolder per class (see [`folder`]).
+    /// A folder of PNG/JPEG images, one subfolder per class (see the `folder`
+    /// module; reading one needs the `image-folder` feature).
     ImageFolder(PathBuf),
 }
 
