@@ -404,3 +404,93 @@ fn defaults_follow_the_reference() {
     let json = c.to_json();
     assert_eq!(json["dataset"], "FashionMNIST");
 }
+
+/// A two-class folder of 8x8 grey images (two per class and split, distinct pixels).
+fn small_folder(dir: &std::path::Path) -> String {
+    let d = dir.join("small");
+    for (k, class) in ["a", "b"].iter().enumerate() {
+        for split in ["train", "test"] {
+            let p = d.join(split).join(class);
+            std::fs::create_dir_all(&p).unwrap();
+            for i in 0..2u32 {
+                image::GrayImage::from_fn(8, 8, |x, y| {
+                    image::Luma([(x * 20 + y * 7 + i * 40 + k as u32 * 90) as u8])
+                })
+                .save(p.join(format!("{i}.png")))
+                .unwrap();
+            }
+        }
+    }
+    format!("folder:{}", d.display())
+}
+
+/// The log lines of an evaluation's progress in `stderr`.
+fn eval_progress_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.contains("epochs/s")).collect()
+}
+
+#[test]
+fn evaluate_and_baseline_log_their_progress_when_piped_and_not_when_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = small_folder(dir.path());
+    // a one-image-per-class set of the folder's shape, as `condense` writes it
+    let set = dir.path().join("set.safetensors");
+    let meta: std::collections::BTreeMap<String, String> =
+        [("dataset", ds.as_str()), ("ipc", "1"), ("method", "dsa")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    let images: Vec<f32> = (0..2 * 64).map(|i| (i % 13) as f32 / 6.0 - 1.0).collect();
+    dsa_condense::output::write_synset_safetensors(&set, &images, [2, 1, 8, 8], &[0, 1], &meta)
+        .unwrap();
+    let out = dir.path().join("out");
+    let common = [
+        "--num-eval",
+        "2",
+        "--epoch-eval-train",
+        "19",
+        "--backend",
+        "cpu",
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let set_s = set.to_str().unwrap();
+    for cmd in [
+        vec!["evaluate", "--synset", set_s],
+        vec!["baseline", "--dataset", &ds, "--ipc", "1"],
+    ] {
+        let mut args = cmd.clone();
+        args.extend(common);
+        // piped stderr: 2 networks x 20 epochs, a line at every 5 % (2 epochs)
+        let o = run(&args);
+        let (_, err) = text(&o);
+        assert!(o.status.success(), "{args:?}: {err}");
+        let lines = eval_progress_lines(&err);
+        assert_eq!(lines.len(), 20, "{args:?}: {err}");
+        assert!(
+            lines[0].starts_with("ConvNet net 1/2 epoch 2/20 (2/40 epochs): ")
+                && lines[19].starts_with("ConvNet net 2/2 epoch 20/20 (40/40 epochs): "),
+            "{err}"
+        );
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.contains("elapsed") && l.contains("ETA")),
+            "{err}"
+        );
+        // the evaluation result comes after the last progress line
+        let last = err.find(lines[19]).unwrap();
+        let result = err.find("ConvNet test accuracy").expect(&err);
+        assert!(last < result, "{err}");
+        // --quiet: no progress lines (the result is still printed)
+        args.push("--quiet");
+        let o = run(&args);
+        let (stdout, err) = text(&o);
+        assert!(o.status.success(), "{args:?}: {err}");
+        assert!(eval_progress_lines(&err).is_empty(), "{err}");
+        assert!(!err.contains("ETA"), "{err}");
+        assert!(stdout.contains("test accuracy"), "{stdout}");
+    }
+}

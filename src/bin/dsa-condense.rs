@@ -18,6 +18,7 @@ use rand::SeedableRng;
 use dsa_condense::backend::cpu::Cpu;
 use dsa_condense::backend::Backend;
 use dsa_condense::condense::config::{BackendChoice, CondenseArgs, CondenseConfig};
+use dsa_condense::condense::evaluate::EvalProgress;
 use dsa_condense::condense::{self, Observer, RunFiles};
 use dsa_condense::data::{self, locate, DatasetKind, LoadOptions};
 use dsa_condense::eval;
@@ -262,55 +263,142 @@ fn with_backend<J: Job>(cfg: &CondenseConfig, job: J) -> Result<()> {
     }
 }
 
-/// Progress: on a terminal, a bar with iteration, matching loss, rate and ETA; with
-/// stderr piped (a batch job), a log line every `log_every` iterations; nothing when
-/// quiet. Evaluation results are printed as they happen in every case.
-struct Progress {
+/// A progress display over a known amount of work: on a terminal, a bar with the
+/// count, a message, the rate and the ETA; with stderr piped (a batch job), log lines
+/// ([`Meter::log`]) where its owner asks for them; nothing when quiet.
+struct Meter {
     bar: Option<ProgressBar>,
-    /// Log-line interval when stderr is not a terminal.
-    log_every: Option<usize>,
-    /// Iterations per experiment (the loop runs 0..=last).
-    last: usize,
-    /// Iterations of the whole run, and done so far (by this process).
+    /// Whether log lines go to stderr (piped and not quiet).
+    logs: bool,
+    /// Units of the whole work, and done so far (by this process).
     total: usize,
     done: usize,
     start: Instant,
+    /// The unit's name in the bar and the log lines (`it`, `epochs`).
+    unit: &'static str,
+}
+
+impl Meter {
+    fn new(quiet: bool, total: usize, unit: &'static str) -> Self {
+        use std::io::IsTerminal;
+        let terminal = !quiet && std::io::stderr().is_terminal();
+        let bar = terminal.then(|| {
+            let bar = ProgressBar::new(total as u64);
+            let template = format!(
+                "{{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {unit}  {{msg}}  ({{per_sec}}, ETA {{eta}})"
+            );
+            bar.set_style(
+                ProgressStyle::with_template(&template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+        Self {
+            bar,
+            logs: !quiet && !terminal,
+            total,
+            done: 0,
+            start: Instant::now(),
+            unit,
+        }
+    }
+
+    /// One more unit done; `msg` (built only for a bar) becomes the bar's message.
+    fn inc(&mut self, msg: impl FnOnce() -> String) {
+        self.done += 1;
+        if let Some(b) = &self.bar {
+            b.set_message(msg());
+            b.inc(1);
+        }
+    }
+
+    /// A log line (when piped): `what`, then the rate since the start, the elapsed
+    /// time and the ETA (wall clock: everything the process did meanwhile included).
+    fn log(&self, what: &str) {
+        if !self.logs {
+            return;
+        }
+        let secs = self.start.elapsed().as_secs_f64();
+        let rate = self.done as f64 / secs.max(1e-9);
+        let left = self.total.saturating_sub(self.done) as f64 / rate.max(1e-12);
+        eprintln!(
+            "{what}: {rate:.3} {}/s, elapsed {}, ETA {}",
+            self.unit,
+            hms(secs),
+            hms(left)
+        );
+    }
+
+    /// A line printed above the bar, or on stderr without one.
+    fn println(&self, line: String) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn set_message(&self, msg: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(msg.to_string());
+        }
+    }
+
+    /// Removes the bar (finished) or leaves it as it is (stopped).
+    fn finish(&self, completed: bool) {
+        if let Some(b) = &self.bar {
+            if completed {
+                b.finish_and_clear();
+            } else {
+                b.abandon();
+            }
+        }
+    }
+}
+
+/// Progress of `condense` (over its iterations, a log line every 5 % of an
+/// experiment when piped) or of `evaluate` and `baseline` (over the epochs of every
+/// evaluation network, a log line every 5 % of them when piped); evaluation results
+/// are printed as they happen in every case, `--quiet` included.
+struct Progress {
+    meter: Meter,
+    /// What the meter counts.
+    counts: Counts,
     /// What this process has done so far, for the report of a run that stops early.
     losses: Vec<output::LossRecord>,
     evaluations: Vec<output::EvalRecord>,
 }
 
+enum Counts {
+    /// Condensation iterations; a log line every `log_every` iterations of an
+    /// experiment and at its `last`.
+    Iterations { log_every: usize, last: usize },
+    /// Epochs of evaluation networks; a log line at every 5 % of them.
+    EvalEpochs,
+}
+
 impl Progress {
-    fn new(cfg: &CondenseConfig) -> Self {
-        use std::io::IsTerminal;
-        let total = cfg.num_exp * (cfg.iterations + 1);
-        let mut p = Self {
-            bar: None,
-            log_every: None,
-            last: cfg.iterations,
-            total,
-            done: 0,
-            start: Instant::now(),
+    /// For `condense`.
+    fn condense(cfg: &CondenseConfig) -> Self {
+        Self {
+            meter: Meter::new(cfg.quiet, cfg.num_exp * (cfg.iterations + 1), "it"),
+            counts: Counts::Iterations {
+                log_every: (cfg.iterations / 20).max(1),
+                last: cfg.iterations,
+            },
             losses: Vec::new(),
             evaluations: Vec::new(),
-        };
-        if cfg.quiet {
-            return p;
         }
-        if !std::io::stderr().is_terminal() {
-            p.log_every = Some((cfg.iterations / 20).max(1));
-            return p;
+    }
+
+    /// For `evaluate` and `baseline`: the total is set by the first epoch reported.
+    fn evaluation(cfg: &CondenseConfig) -> Self {
+        Self {
+            meter: Meter::new(cfg.quiet, 0, "epochs"),
+            counts: Counts::EvalEpochs,
+            losses: Vec::new(),
+            evaluations: Vec::new(),
         }
-        let bar = ProgressBar::new(total as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} it  {msg}  ({per_sec}, ETA {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        p.bar = Some(bar);
-        p
     }
 }
 
@@ -326,37 +414,59 @@ fn hms(s: f64) -> String {
 
 impl Observer for Progress {
     fn iteration(&mut self, experiment: usize, iteration: usize, mean_loss: f64) {
-        self.done += 1;
         self.losses.push(output::LossRecord {
             experiment,
             iteration,
             loss: mean_loss,
         });
-        if let Some(b) = &self.bar {
-            b.set_message(format!(
-                "exp {experiment} it {iteration} loss {mean_loss:.4}"
+        let Counts::Iterations { log_every, last } = self.counts else {
+            return;
+        };
+        self.meter
+            .inc(|| format!("exp {experiment} it {iteration} loss {mean_loss:.4}"));
+        if iteration.is_multiple_of(log_every) || iteration == last {
+            self.meter.log(&format!(
+                "exp {experiment} it {iteration}/{last}: loss {mean_loss:.4}"
             ));
-            b.inc(1);
         }
-        if let Some(every) = self.log_every {
-            if iteration.is_multiple_of(every) || iteration == self.last {
-                // wall-clock rate since the start: evaluation time included
-                let secs = self.start.elapsed().as_secs_f64();
-                let rate = self.done as f64 / secs.max(1e-9);
-                let left = self.total.saturating_sub(self.done) as f64 / rate.max(1e-12);
-                eprintln!(
-                    "exp {experiment} it {iteration}/{}: loss {mean_loss:.4}, {rate:.3} it/s, \
-                     elapsed {}, ETA {}",
-                    self.last,
-                    hms(secs),
-                    hms(left)
-                );
+    }
+    fn eval_epoch(&mut self, p: &EvalProgress<'_>) {
+        let Counts::EvalEpochs = self.counts else {
+            return;
+        };
+        if self.meter.total != p.total {
+            self.meter.total = p.total;
+            if let Some(b) = &self.meter.bar {
+                b.set_length(p.total as u64);
             }
+        }
+        self.meter.inc(|| {
+            format!(
+                "{} net {}/{} epoch {}/{}",
+                p.model,
+                p.network + 1,
+                p.networks,
+                p.epoch + 1,
+                p.epochs
+            )
+        });
+        // a line each time another 5 % of the epochs is done, and at the end
+        if (p.done * 20 / p.total.max(1)) > ((p.done - 1) * 20 / p.total.max(1)) {
+            self.meter.log(&format!(
+                "{} net {}/{} epoch {}/{} ({}/{} epochs)",
+                p.model,
+                p.network + 1,
+                p.networks,
+                p.epoch + 1,
+                p.epochs,
+                p.done,
+                p.total
+            ));
         }
     }
     fn evaluation(&mut self, r: &output::report::EvalRecord) {
         self.evaluations.push(r.clone());
-        let line = format!(
+        self.meter.println(format!(
             "exp {} it {}: {} test accuracy {:.2} +- {:.2} % over {} nets",
             r.experiment,
             r.iteration,
@@ -364,16 +474,10 @@ impl Observer for Progress {
             100.0 * r.summary.mean,
             100.0 * r.summary.std,
             r.summary.n
-        );
-        match &self.bar {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
-        }
+        ));
     }
     fn message(&mut self, msg: &str) {
-        if let Some(b) = &self.bar {
-            b.set_message(msg.to_string());
-        }
+        self.meter.set_message(msg);
     }
     fn keep_going(&mut self) -> bool {
         !STOP.load(Ordering::SeqCst)
@@ -421,7 +525,7 @@ impl Job for CondenseJob<'_> {
             checkpoint: cfg.out.join("checkpoint.safetensors"),
             checkpoint_every: cfg.checkpoint_every,
         };
-        let mut progress = Progress::new(cfg);
+        let mut progress = Progress::condense(cfg);
         let res = match condense::run(
             be,
             cfg,
@@ -432,9 +536,7 @@ impl Job for CondenseJob<'_> {
         ) {
             Ok(res) => res,
             Err(e) => {
-                if let Some(b) = &progress.bar {
-                    b.abandon();
-                }
+                progress.meter.finish(false);
                 // After the first iteration, what was done is kept in report.json.
                 if !progress.losses.is_empty() {
                     let mut report = self.inv.report("condense", cfg, ds, backend_name);
@@ -457,9 +559,7 @@ impl Job for CondenseJob<'_> {
                 return Err(e.into());
             }
         };
-        if let Some(b) = &progress.bar {
-            b.finish_and_clear();
-        }
+        progress.meter.finish(true);
         let k = ds.num_classes;
         let shape = [k * cfg.ipc, ds.channels, ds.height, ds.width];
         let mut report = self.inv.report("condense", cfg, ds, backend_name);
@@ -546,8 +646,7 @@ struct EvalJob<'a> {
 impl Job for EvalJob<'_> {
     fn run<B: Backend>(self, be: &B, backend_name: String) -> Result<()> {
         let t0 = Instant::now();
-        let mut progress = Progress::new(self.cfg);
-        progress.bar = None;
+        let mut progress = Progress::evaluation(self.cfg);
         let saving = self
             .save_nets
             .as_ref()
@@ -555,7 +654,7 @@ impl Job for EvalJob<'_> {
                 dir,
                 metadata: metadata.clone(),
             });
-        let (recs, nets) = condense::evaluate::evaluate_set_saving(
+        let result = condense::evaluate::evaluate_set_saving(
             be,
             self.cfg,
             self.ds,
@@ -565,7 +664,9 @@ impl Job for EvalJob<'_> {
             0,
             saving.as_ref(),
             &mut progress,
-        )?;
+        );
+        progress.meter.finish(result.is_ok());
+        let (recs, nets) = result?;
         let mut report = self
             .inv
             .report(self.command, self.cfg, self.ds, backend_name);

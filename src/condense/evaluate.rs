@@ -11,7 +11,7 @@ use crate::augment::{DcParams, DsaParams, Strategy};
 use crate::backend::Backend;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::{train_and_test_net, DeviceSplit, EvalOptions, TrainSet};
+use crate::eval::{train_and_test_with, DeviceSplit, EvalOptions, TrainSet};
 use crate::model::Model;
 use crate::output::report::{EvalRecord, EvalSettings, Summary};
 use crate::output::write_network_safetensors;
@@ -84,9 +84,30 @@ pub fn net_file_name(model: &str, experiment: usize, net: usize) -> String {
     format!("{model}_exp{experiment}_net{net}.safetensors")
 }
 
+/// Where an evaluation is, after one epoch of one network ([`Observer::eval_epoch`]).
+#[derive(Debug, Clone, Copy)]
+pub struct EvalProgress<'a> {
+    /// The evaluation model being trained.
+    pub model: &'a str,
+    /// Its network `0..networks`.
+    pub network: usize,
+    /// Networks per model (`--num-eval`).
+    pub networks: usize,
+    /// The epoch just finished, `0..epochs`.
+    pub epoch: usize,
+    /// Epochs one network of this model trains (the epoch count E plus one: the
+    /// loop runs `0..=E`).
+    pub epochs: usize,
+    /// Epochs finished in this evaluation, every model and network counted.
+    pub done: usize,
+    /// Epochs of the whole evaluation.
+    pub total: usize,
+}
+
 /// Trains and tests `num_eval` fresh networks of every evaluation model on a host
-/// training set; one record per model. `stream_key` separates the random streams
-/// of different evaluation points.
+/// training set; one record per model. `experiment` and `iteration` separate the
+/// random streams of different evaluation points. Reports every finished epoch to
+/// `obs` ([`Observer::eval_epoch`]) and every network's accuracies as a message.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_set<B: Backend>(
     be: &B,
@@ -123,9 +144,15 @@ pub fn evaluate_set_saving<B: Backend>(
     if let Some(s) = save {
         std::fs::create_dir_all(s.dir).map_err(|e| Error::io(s.dir, e))?;
     }
+    let models = cfg.eval_models();
+    let total = models
+        .iter()
+        .map(|m| cfg.num_eval * (cfg.eval_epochs(m) + 1))
+        .sum();
+    let mut done = 0;
     let mut out = Vec::new();
     let mut written = Vec::new();
-    for (mi, model) in cfg.eval_models().iter().enumerate() {
+    for (mi, model) in models.iter().enumerate() {
         let opts = eval_options(cfg, model)?;
         let net = model_for(model, ds)?;
         let mut accs = Vec::with_capacity(cfg.num_eval);
@@ -137,13 +164,25 @@ pub fn evaluate_set_saving<B: Backend>(
                 Stream::Eval,
                 (mi as u64) << 32 | j as u64,
             );
-            let (trained, r) = train_and_test_net(
+            let (trained, r) = train_and_test_with(
                 be,
                 &net,
                 TrainSet { images, labels },
                 &test,
                 &opts,
                 &mut rng,
+                &mut |epoch| {
+                    done += 1;
+                    obs.eval_epoch(&EvalProgress {
+                        model,
+                        network: j,
+                        networks: cfg.num_eval,
+                        epoch,
+                        epochs: opts.epochs + 1,
+                        done,
+                        total,
+                    });
+                },
             )?;
             obs.message(&format!(
                 "exp {experiment} it {iteration}: {model} #{j}: train acc {:.4}, test acc {:.4}",

@@ -19,7 +19,7 @@ use std::time::Instant;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::config::{CondenseConfig, DisMetric, Init};
-use super::evaluate::{evaluate_set, model_for, strategy_of};
+use super::evaluate::{evaluate_set, model_for, strategy_of, EvalProgress};
 use super::resume::{config_differences, progress_json, restore_progress, resumable_config};
 use super::step::{Condenser, Data};
 use super::streams::{stream, Stream};
@@ -38,6 +38,9 @@ pub trait Observer {
     fn evaluation(&mut self, record: &EvalRecord);
     /// A free-form status line.
     fn message(&mut self, msg: &str);
+    /// An evaluation network finished an epoch (called once per epoch of every
+    /// network an evaluation trains; ignored by default).
+    fn eval_epoch(&mut self, _progress: &EvalProgress<'_>) {}
     /// Asked after every iteration (and its checkpoint): `false` stops the run
     /// with [`Error::Interrupted`].
     fn keep_going(&mut self) -> bool {

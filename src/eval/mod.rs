@@ -149,6 +149,20 @@ pub fn train_and_test_net<'b, B: Backend, R: Rng + ?Sized>(
     opts: &EvalOptions,
     rng: &mut R,
 ) -> Result<(Network<'b, B>, EvalOutcome)> {
+    train_and_test_with(be, cfg, train, test, opts, rng, &mut |_| {})
+}
+
+/// [`train_and_test_net`], calling `on_epoch` with each epoch's index (`0..=epochs`)
+/// when that epoch's training is done (for progress displays).
+pub fn train_and_test_with<'b, B: Backend, R: Rng + ?Sized>(
+    be: &'b B,
+    cfg: &Model,
+    train: TrainSet<'_>,
+    test: &DeviceSplit<B>,
+    opts: &EvalOptions,
+    rng: &mut R,
+    on_epoch: &mut dyn FnMut(usize),
+) -> Result<(Network<'b, B>, EvalOutcome)> {
     let img = cfg.image_len();
     let n = train.labels.len();
     if n == 0 || train.images.len() != n * img {
@@ -247,6 +261,7 @@ pub fn train_and_test_net<'b, B: Backend, R: Rng + ?Sized>(
             lr *= 0.1;
             net.reset_momentum()?;
         }
+        on_epoch(epoch);
     }
     let test_acc = test_accuracy(&mut net, &mut ws, test, img)?;
     let outcome = EvalOutcome {
