@@ -494,3 +494,62 @@ fn evaluate_and_baseline_log_their_progress_when_piped_and_not_when_quiet() {
         assert!(stdout.contains("test accuracy"), "{stdout}");
     }
 }
+
+/// `evaluate` and `baseline` learn no set, so an ipc without default loop sizes
+/// (here 2) is theirs to take; `condense` still asks for the loop sizes.
+#[test]
+fn evaluate_and_baseline_take_an_ipc_without_default_loop_sizes() {
+    let two = CondenseArgs {
+        ipc: Some(2),
+        ..Default::default()
+    };
+    let err = two.resolve().unwrap_err().to_string();
+    assert!(
+        err.contains("--ipc") && err.contains("--outer-loop"),
+        "{err}"
+    );
+    assert_eq!(two.resolve_for_evaluation().unwrap().ipc, 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let ds = small_folder(dir.path());
+    let set = dir.path().join("set.safetensors");
+    let meta: std::collections::BTreeMap<String, String> =
+        [("dataset", ds.as_str()), ("ipc", "2"), ("method", "dsa")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    let images: Vec<f32> = (0..4 * 64).map(|i| (i % 11) as f32 / 5.0 - 1.0).collect();
+    dsa_condense::output::write_synset_safetensors(
+        &set,
+        &images,
+        [4, 1, 8, 8],
+        &[0, 0, 1, 1],
+        &meta,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let common = [
+        "--num-eval",
+        "1",
+        "--epoch-eval-train",
+        "2",
+        "--backend",
+        "cpu",
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    for cmd in [
+        vec!["evaluate", "--synset", set.to_str().unwrap()],
+        vec!["baseline", "--dataset", &ds, "--ipc", "2"],
+    ] {
+        let mut args = cmd.clone();
+        args.extend(common);
+        let o = run(&args);
+        let (_, err) = text(&o);
+        assert!(o.status.success(), "{args:?}: {err}");
+        assert!(err.contains("ConvNet test accuracy"), "{args:?}: {err}");
+    }
+}

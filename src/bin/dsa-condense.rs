@@ -149,7 +149,7 @@ fn run(cli: Cli) -> Result<()> {
             if common.method.is_none() {
                 common.method = set.metadata.get("method").map(|m| m.to_ascii_lowercase());
             }
-            let cfg = common.resolve()?;
+            let cfg = common.resolve_for_evaluation()?;
             if let Some(dir) = &a.save_nets {
                 output::ensure_output_dir(dir).context("--save-nets is not writable")?;
             }
@@ -198,7 +198,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Baseline(a) => {
             a.refuse_condense_only("baseline")?;
-            let cfg = a.resolve()?;
+            let cfg = a.resolve_for_evaluation()?;
             let ds = prepare(&cfg)?;
             let index = data::ClassIndex::new(&ds.train.labels, ds.num_classes);
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);

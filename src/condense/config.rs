@@ -493,6 +493,18 @@ impl CondenseArgs {
 
     /// Applies the preset (if any) and the reference defaults, and validates.
     pub fn resolve(&self) -> Result<CondenseConfig> {
+        self.resolve_with(true)
+    }
+
+    /// As [`CondenseArgs::resolve`] for `evaluate` and `baseline`, which learn no set:
+    /// an ipc without default loop sizes ([`get_loops`], e.g. a set of 2 images per
+    /// class) is accepted, and the loop sizes, which these commands never use, are
+    /// then 1 and 1.
+    pub fn resolve_for_evaluation(&self) -> Result<CondenseConfig> {
+        self.resolve_with(false)
+    }
+
+    fn resolve_with(&self, learns: bool) -> Result<CondenseConfig> {
         let a = match &self.preset {
             Some(p) => self.clone().or(CondenseArgs::preset(p)?),
             None => self.clone(),
@@ -557,6 +569,7 @@ impl CondenseArgs {
         let (outer_loop, inner_loop) = match (a.outer_loop, a.inner_loop, get_loops(ipc)) {
             (Some(o), Some(i), _) => (o, i),
             (o, i, Some((do_, di))) => (o.unwrap_or(do_), i.unwrap_or(di)),
+            (_, _, None) if !learns => (1, 1),
             (_, _, None) => {
                 return Err(Error::option(
                     "ipc",
