@@ -1,5 +1,5 @@
-//! SHA-256 digests as lowercase hex: of one buffer ([`sha256_hex`]), and of a
-//! sequence of fields each prefixed by its length ([`Fields`]), so that where one
+//! SHA-256 digests as lowercase hex: of one buffer ([`sha256_hex`]), of a file read
+//! in chunks ([`sha256_file`]), and of a sequence of fields each prefixed by its length ([`Fields`]), so that where one
 //! field ends and the next begins is part of what is hashed.
 
 use sha2::{Digest as _, Sha256};
@@ -7,6 +7,13 @@ use sha2::{Digest as _, Sha256};
 /// SHA-256 of `bytes`, as 64 hex digits.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
+}
+
+/// Size in bytes and SHA-256 of the file at `path`, read in chunks.
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(u64, String)> {
+    let mut h = Sha256::new();
+    let n = std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
+    Ok((n, hex(&h.finalize())))
 }
 
 /// A SHA-256 over length-prefixed fields.

@@ -545,14 +545,21 @@ fn binary_condenses_with_lenet_and_evaluates_the_cross_architecture_pool() {
     );
     let r = report_of(&out);
     assert_eq!(r["config"]["model"], "LeNet");
-    // the report names the files read
-    let files: Vec<&str> = r["data_files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    // the report names the files read, with their sizes and digests
+    let files = r["data_files"].as_array().unwrap();
     assert_eq!(files.len(), 4, "{files:?}");
+    for f in files {
+        let path = std::path::Path::new(f["path"].as_str().unwrap());
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(f["bytes"], bytes.len() as u64, "{f}");
+        assert_eq!(
+            f["sha256"].as_str().unwrap(),
+            dsa_condense::digest::sha256_hex(&bytes),
+            "{f}"
+        );
+    }
+    // the DSA ranges used
+    assert_eq!(r["config"]["dsa_params"]["ratio_rotate"], 15.0);
     // and what the data and the run were
     assert_eq!(r["data"]["train_images"], 500);
     assert_eq!(r["data"]["class_names"].as_array().unwrap().len(), 10);
@@ -574,7 +581,8 @@ fn binary_condenses_with_lenet_and_evaluates_the_cross_architecture_pool() {
             .iter()
             .zip(["train-images", "train-labels", "t10k-images", "t10k-labels"])
     {
-        assert!(f.starts_with(FMNIST) && f.contains(stem), "{files:?}");
+        let path = f["path"].as_str().unwrap();
+        assert!(path.starts_with(FMNIST) && path.contains(stem), "{files:?}");
     }
     assert_eq!(r["losses"].as_array().unwrap().len(), 3);
     let models = ["MLP", "ConvNet", "LeNet", "AlexNet", "VGG11", "ResNet18"];

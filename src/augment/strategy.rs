@@ -157,7 +157,7 @@ impl FromStr for AugMode {
 }
 
 /// Augmentation ranges: the reference's `ParamDiffAug` defaults (docs/method.md §2.2).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct DsaParams {
     /// Horizontal-flip probability (0.5).
     pub prob_flip: f64,

@@ -503,6 +503,9 @@ impl Invocation {
         let mut report = Report::new(command);
         report.set_run(&self.args, self.started);
         report.config = cfg.to_json();
+        // the DSA ranges (condensation and DSA evaluation training use the same)
+        report.config["dsa_params"] =
+            serde_json::to_value(dsa_condense::augment::DsaParams::default()).unwrap_or_default();
         report.set_dataset(ds);
         report.backend = backend_name;
         report.seed = cfg.seed;

@@ -105,6 +105,37 @@ impl ResultRow {
     }
 }
 
+/// A data file a run read: where, how large, and its SHA-256 (taken when the report
+/// is made; `error` says why a digest is missing, e.g. a file removed since).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// Path as the run found it.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the content, 64 hex digits (empty with `error`).
+    pub sha256: String,
+    /// Why the file could not be digested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl DataFile {
+    /// `path` with its size and digest.
+    pub fn of(path: &std::path::Path) -> DataFile {
+        let (bytes, sha256, error) = match crate::digest::sha256_file(path) {
+            Ok((n, d)) => (n, d, None),
+            Err(e) => (0, String::new(), Some(e.to_string())),
+        };
+        DataFile {
+            path: path.display().to_string(),
+            bytes,
+            sha256,
+            error,
+        }
+    }
+}
+
 /// A run's report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -123,9 +154,10 @@ pub struct Report {
     pub config: serde_json::Value,
     /// Dataset name.
     pub dataset: String,
-    /// The data files read (as found: which copy, raw or `.gz`, and where).
+    /// The data files read (as found: which copy, raw or `.gz`, and where), with
+    /// their sizes and SHA-256.
     #[serde(default)]
-    pub data_files: Vec<String>,
+    pub data_files: Vec<DataFile>,
     /// What the data looked like: sizes, shape, class names, normalisation.
     #[serde(default)]
     pub data: serde_json::Value,
@@ -174,7 +206,7 @@ impl Report {
     /// class names and normalisation.
     pub fn set_dataset(&mut self, ds: &crate::data::Dataset) {
         self.dataset = ds.name.clone();
-        self.data_files = ds.files.iter().map(|p| p.display().to_string()).collect();
+        self.data_files = ds.files.iter().map(|p| DataFile::of(p)).collect();
         self.data = serde_json::json!({
             "train_images": ds.train.n,
             "test_images": ds.test.n,
@@ -186,12 +218,18 @@ impl Report {
         });
     }
 
-    /// Records how the run was started: `args` (the command line), the crate
-    /// version and the git commit it was built from (when known at build time).
-    /// The wall-clock start goes to `timings` (`started_unix_s`).
+    /// Records how the run was started: `args` (the command line), the preset it
+    /// names (`--preset`), the crate version and the git commit it was built from
+    /// (when known at build time). The wall-clock start goes to `timings`
+    /// (`started_unix_s`).
     pub fn set_run(&mut self, args: &[String], started: std::time::SystemTime) {
+        let preset = args.iter().enumerate().find_map(|(i, a)| match a.as_str() {
+            "--preset" => args.get(i + 1).cloned(),
+            _ => a.strip_prefix("--preset=").map(str::to_string),
+        });
         self.run = serde_json::json!({
             "command_line": args,
+            "preset": preset,
             "version": env!("CARGO_PKG_VERSION"),
             "git_commit": option_env!("DSA_GIT_COMMIT"),
         });
@@ -267,5 +305,39 @@ impl Report {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| Error::data(path, format!("invalid report JSON: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_records_the_preset_in_either_spelling() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let t = std::time::SystemTime::now();
+        let mut r = Report::new("condense");
+        r.set_run(&args(&["dsa-condense", "condense", "--preset", "quick"]), t);
+        assert_eq!(r.run["preset"], "quick");
+        r.set_run(&args(&["dsa-condense", "condense", "--preset=paper"]), t);
+        assert_eq!(r.run["preset"], "paper");
+        r.set_run(&args(&["dsa-condense", "condense", "--ipc", "10"]), t);
+        assert!(r.run["preset"].is_null());
+    }
+
+    #[test]
+    fn a_data_file_carries_its_size_and_digest_or_why_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.bin");
+        std::fs::write(&p, b"abc").unwrap();
+        let f = DataFile::of(&p);
+        assert_eq!((f.bytes, f.error.is_none()), (3, true));
+        // SHA-256("abc")
+        assert_eq!(
+            f.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let gone = DataFile::of(&dir.path().join("missing"));
+        assert!(gone.sha256.is_empty() && gone.error.is_some());
     }
 }
