@@ -5,7 +5,7 @@
 //   C[m, n] = sum_{k in [kbeg, kend)} A(m, k) * B(k, n)
 // with A and B rounded on the fly to the precision Prec (MmaTf32: TF32, round to
 // nearest, ties away = cvt.rna.tf32.f32; MmaBf16: BF16, round to nearest even) and
-// FP32 accumulation (docs/derivations.md §"Reduced-precision products"). The CPU twin
+// FP32 accumulation (docs/derivations/precision.md). The CPU twin
 // rounds the same operands with backend::Precision::round (src/backend/precision.rs).
 //
 // Tiling: one block of IG_THREADS = 256 threads (8 warps) computes a 128 x 128 tile

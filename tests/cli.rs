@@ -2,6 +2,7 @@
 
 use std::process::{Command, Output};
 
+use dsa_condense::backend::Precision;
 use dsa_condense::condense::config::{get_loops, CondenseArgs, DisMetric, Method};
 use dsa_condense::data::DatasetKind;
 
@@ -47,8 +48,18 @@ fn help_lists_subcommands_and_options() {
         "--preset",
         "--data-dir",
         "--resume",
+        "--precision",
     ] {
         assert!(out.contains(s), "{s} missing: {out}");
+    }
+    // the values of --precision and what they mean, on one line
+    let line = out
+        .lines()
+        .skip_while(|l| !l.contains("--precision"))
+        .nth(1)
+        .unwrap_or("");
+    for s in ["fp32", "tf32", "bf16", "mantissa", "default: fp32"] {
+        assert!(line.contains(s), "--precision help lacks {s}: {line}");
     }
 }
 
@@ -82,6 +93,9 @@ fn bad_options_fail_with_the_option_named() {
     fails_naming(&["condense", "--ipc", "abc"], "--ipc");
     fails_naming(&["condense", "--preset", "slow"], "--preset");
     fails_naming(&["condense", "--no-such-option"], "--no-such-option");
+    for sub in ["condense", "baseline"] {
+        fails_naming(&[sub, "--precision", "fp16"], "--precision");
+    }
 }
 
 #[test]
@@ -158,6 +172,105 @@ fn tiny_folder(dir: &std::path::Path) -> String {
         }
     }
     format!("folder:{}", d.display())
+}
+
+#[test]
+fn a_bf16_run_says_so_on_stderr_and_in_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    // two classes of two 16x16 images (one for testing), enough for a ConvNet
+    let d = dir.path().join("folder");
+    for (ci, class) in ["a", "b"].into_iter().enumerate() {
+        for (split, n) in [("train", 2u8), ("test", 1)] {
+            let p = d.join(split).join(class);
+            std::fs::create_dir_all(&p).unwrap();
+            for i in 0..n {
+                image::GrayImage::from_fn(16, 16, |x, y| {
+                    image::Luma([(x as u8 * 13 + y as u8 * 7 + i * 31 + ci as u8 * 90)])
+                })
+                .save(p.join(format!("{i}.png")))
+                .unwrap();
+            }
+        }
+    }
+    let ds = format!("folder:{}", d.display());
+    let out = dir.path().join("out");
+    let o = run(&[
+        "condense",
+        "--dataset",
+        &ds,
+        "--method",
+        "dsa",
+        "--iterations",
+        "1",
+        "--batch-real",
+        "2",
+        "--num-exp",
+        "1",
+        "--num-eval",
+        "1",
+        "--epoch-eval-train",
+        "1",
+        "--backend",
+        "cpu",
+        "--threads",
+        "1",
+        "--precision",
+        "BF16",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("backend: cpu") && l.contains("bf16 products")),
+        "{err}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["config"]["precision"], "bf16");
+    assert!(
+        report["backend"]
+            .as_str()
+            .unwrap()
+            .contains("bf16 products"),
+        "{}",
+        report["backend"]
+    );
+
+    // `evaluate` takes the option too: refused when bad, recorded when good
+    let set = out.join("synset.safetensors");
+    let eval_out = dir.path().join("eval");
+    let evaluate = |precision: &str| {
+        run(&[
+            "evaluate",
+            "--synset",
+            set.to_str().unwrap(),
+            "--num-exp",
+            "1",
+            "--num-eval",
+            "1",
+            "--epoch-eval-train",
+            "1",
+            "--backend",
+            "cpu",
+            "--threads",
+            "1",
+            "--quiet",
+            "--precision",
+            precision,
+            "--out",
+            eval_out.to_str().unwrap(),
+        ])
+    };
+    let o = evaluate("fp16");
+    let (_, err) = text(&o);
+    assert!(!o.status.success() && err.contains("--precision"), "{err}");
+    let o = evaluate("tf32");
+    assert!(o.status.success(), "{}", text(&o).1);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(eval_out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["config"]["precision"], "tf32");
 }
 
 #[test]
@@ -403,6 +516,23 @@ fn defaults_follow_the_reference() {
     assert_eq!(c.batch_real, 64);
     let json = c.to_json();
     assert_eq!(json["dataset"], "FashionMNIST");
+
+    // --precision: fp32 unless asked, any case
+    assert_eq!(c.precision, Precision::Fp32);
+    assert_eq!(json["precision"], "fp32");
+    for (v, p) in [
+        ("fp32", Precision::Fp32),
+        ("TF32", Precision::Tf32),
+        ("bf16", Precision::Bf16),
+    ] {
+        let c = CondenseArgs {
+            precision: Some(v.into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.precision, p);
+    }
 }
 
 /// A two-class folder of 8x8 grey images (two per class and split, distinct pixels).

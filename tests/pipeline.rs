@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use dsa_condense::backend::cpu::Cpu;
+use dsa_condense::backend::Precision;
 use dsa_condense::condense::config::{CondenseArgs, CondenseConfig};
 use dsa_condense::condense::{run, Observer, RunFiles, RunResult, Silent};
 use dsa_condense::data::{Dataset, RawSplit};
@@ -76,6 +77,7 @@ fn config(extra: &[(&str, &str)]) -> CondenseConfig {
             "seed" => a.seed = Some(v.parse().unwrap()),
             "init" => a.init = Some(v.to_string()),
             "num_exp" => a.num_exp = Some(v.parse().unwrap()),
+            "precision" => a.precision = Some(v.to_string()),
             other => panic!("test config: unknown key {other}"),
         }
     }
@@ -112,7 +114,7 @@ fn run_cpu(
     resume: Option<&Path>,
     obs: &mut dyn Observer,
 ) -> dsa_condense::Result<RunResult> {
-    let be = Cpu::<f32>::new(1).unwrap();
+    let be = Cpu::<f32>::new(1).unwrap().with_precision(cfg.precision);
     run(&be, cfg, ds, files, resume, obs)
 }
 
@@ -189,6 +191,42 @@ fn resume_refuses_another_configuration() {
     assert!(e.to_string().contains("another configuration"), "{e}");
     assert!(
         e.to_string().contains("seed: 7 (checkpoint) vs 8 (now)"),
+        "{e}"
+    );
+
+    // Another arithmetic of the products is another configuration, both ways (an
+    // FP32 record has no precision entry: checkpoints from before the option).
+    let bf16 = config(&[("precision", "bf16")]);
+    let e = run_cpu(&bf16, &ds, Some(&f), Some(&f.checkpoint), &mut Silent).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(r#"precision: - (checkpoint) vs "bf16" (now)"#),
+        "{e}"
+    );
+    let dir16 = tempfile::tempdir().unwrap();
+    let f16 = files(dir16.path(), 1);
+    run_cpu(&bf16, &ds, Some(&f16), None, &mut StopAfter { left: 1 }).unwrap_err();
+    let e = run_cpu(&cfg, &ds, Some(&f16), Some(&f16.checkpoint), &mut Silent).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(r#"precision: "bf16" (checkpoint) vs - (now)"#),
+        "{e}"
+    );
+    // the same precision resumes
+    let e = run_cpu(
+        &bf16,
+        &ds,
+        Some(&f16),
+        Some(&f16.checkpoint),
+        &mut StopAfter { left: 1 },
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Interrupted(_)), "{e}");
+    // a backend that computes in another precision than the configuration says
+    let be = Cpu::<f32>::new(1).unwrap().with_precision(Precision::Tf32);
+    let e = run(&be, &bf16, &ds, None, None, &mut Silent).unwrap_err();
+    assert!(
+        e.to_string().contains("--precision") && e.to_string().contains("tf32"),
         "{e}"
     );
 

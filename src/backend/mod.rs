@@ -17,6 +17,10 @@
 //! The second-order ops (`*_jvp`, `*_dual_bwd`) implement the forward-mode
 //! tangent and the reverse pass of the dual (primal, tangent) computation of
 //! `docs/derivations.md` §"second-order pass".
+//!
+//! The convolution and linear-layer products run in FP32 unless a backend is built
+//! with another [`Precision`] (`Cpu::with_precision`, `Gpu::with_precision`): TF32
+//! or BF16 operands, FP32 accumulation; [`Backend::precision`] tells which.
 
 pub mod cpu;
 pub mod cuda;

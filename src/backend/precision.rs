@@ -13,7 +13,7 @@
 //! GEMM; the `cuda` and `emu` backends run the `*_tf32` / `*_bf16` kernels
 //! (`kernels/igemm_mma.cuh`), which round with the device's conversions
 //! (`cvt.rna.tf32.f32`, `cvt.rn.bf16.f32`): the same functions. The maths and the
-//! error model are in `docs/derivations.md` §"Reduced-precision products".
+//! error model are in `docs/derivations/precision.md`.
 
 use super::Scalar;
 use std::borrow::Cow;
@@ -59,7 +59,7 @@ impl Precision {
     /// Relative tolerance `‖out − ref‖ / ‖ref‖` of a product in this precision
     /// against the FP32 product, for inputs with random signs: about `0.6 u` is
     /// expected (each rounded operand contributes a relative error of RMS about
-    /// `0.42 u`, see `docs/derivations.md`); the tolerance is `2 u` (TF32 about
+    /// `0.42 u`, see `docs/derivations/precision.md`); the tolerance is `2 u` (TF32 about
     /// 1e-3, BF16 about 8e-3) and FP32's is 1e-5.
     pub fn tolerance(self) -> f64 {
         match self {

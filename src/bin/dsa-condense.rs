@@ -230,16 +230,21 @@ trait Job {
 /// the job on it.
 fn with_backend<J: Job>(cfg: &CondenseConfig, job: J) -> Result<()> {
     let threads = cfg.threads.unwrap_or(0);
-    let cpu = || -> Result<Cpu<f32>> { Ok(Cpu::<f32>::new(threads)?) };
+    let cpu =
+        || -> Result<Cpu<f32>> { Ok(Cpu::<f32>::new(threads)?.with_precision(cfg.precision)) };
     match cfg.backend {
         BackendChoice::Cpu => {
             let be = cpu()?;
             let name = be.name();
+            if !cfg.quiet {
+                eprintln!("backend: {name}");
+            }
             job.run(&be, name)
         }
         BackendChoice::Cuda | BackendChoice::Auto => {
             match dsa_condense::backend::cuda::Cuda::new(cfg.device) {
                 Ok(be) => {
+                    let be = be.with_precision(cfg.precision);
                     let name = be.name();
                     if !cfg.quiet {
                         eprintln!("backend: {name}");

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::DcStrategy;
+use crate::backend::Precision;
 use crate::data::{Dataset, DatasetKind};
 use crate::model::ARCHITECTURES;
 use crate::{Error, Result};
@@ -245,6 +246,9 @@ pub struct CondenseArgs {
     /// CUDA device ordinal for the cuda backend [default: 0].
     #[cfg_attr(feature = "cli", arg(long))]
     pub device: Option<usize>,
+    /// Arithmetic of the conv/linear products: fp32, tf32 or bf16 (operands rounded to 10 or 7 mantissa bits, FP32 accumulation) [default: fp32].
+    #[arg(long)]
+    pub precision: Option<String>,
     /// Random seed [default: 0].
     #[cfg_attr(feature = "cli", arg(long))]
     pub seed: Option<u64>,
@@ -324,6 +328,10 @@ pub struct CondenseConfig {
     /// CUDA device ordinal (the cuda backend).
     #[serde(default)]
     pub device: usize,
+    /// Arithmetic precision of the convolution and linear products (a record
+    /// without it is FP32).
+    #[serde(default)]
+    pub precision: Precision,
     /// Seed.
     pub seed: u64,
     /// Output directory.
@@ -451,6 +459,7 @@ impl CondenseArgs {
             backend,
             threads,
             device,
+            precision,
             seed,
             out,
             data_dir,
@@ -561,6 +570,15 @@ impl CondenseArgs {
                 ("cuda", BackendChoice::Cuda),
             ],
         )?;
+        let precision = match a.precision.as_deref() {
+            None => Precision::Fp32,
+            Some(v) => v.to_ascii_lowercase().parse().map_err(|_| {
+                Error::option(
+                    "precision",
+                    format!("unknown value '{v}' (expected one of: fp32, tf32, bf16)"),
+                )
+            })?,
+        };
         let dsa_strategy = parse_dsa_strategy(
             a.dsa_strategy
                 .as_deref()
@@ -676,6 +694,7 @@ impl CondenseArgs {
             backend,
             threads: a.threads,
             device: a.device.unwrap_or(0),
+            precision,
             seed: a.seed.unwrap_or(0),
             out: a.out.unwrap_or_else(|| PathBuf::from("result")),
             data_dir: a.data_dir,

@@ -5,16 +5,23 @@ use std::path::Path;
 
 use super::config::CondenseConfig;
 use super::run::{ExperimentResult, RunResult};
+use crate::backend::Precision;
 use crate::data::{Dataset, DatasetKind};
 use crate::error::{Error, Result};
 
 /// The configuration a checkpoint must match to be resumed: everything that
 /// changes what is computed, and the identity of the data (name, sizes and a
 /// digest of its content). Not where the output goes or the data was found (a path
-/// spelled another way is the same data), threads, backend or verbosity.
+/// spelled another way is the same data), threads, backend or verbosity. The
+/// precision of the products counts (a run is not resumed in another arithmetic);
+/// FP32 is left out of the record, so checkpoints written before `--precision`
+/// existed (all FP32) still resume.
 pub(super) fn resumable_config(cfg: &CondenseConfig, ds: &Dataset) -> String {
     let mut v = cfg.to_json();
     if let Some(m) = v.as_object_mut() {
+        if cfg.precision == Precision::Fp32 {
+            m.remove("precision");
+        }
         for k in [
             "out",
             "resume",

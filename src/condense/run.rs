@@ -129,6 +129,18 @@ pub fn run<B: Backend>(
     obs: &mut dyn Observer,
 ) -> Result<RunResult> {
     cfg.check_dataset(ds)?;
+    if be.precision() != cfg.precision {
+        // the configuration is what the report and the checkpoints record
+        return Err(Error::option(
+            "precision",
+            format!(
+                "the configuration says {} but the backend computes its products in {} \
+                 (build it with `with_precision`)",
+                cfg.precision,
+                be.precision()
+            ),
+        ));
+    }
     let model = model_for(&cfg.model, ds)?;
     // every evaluation model must take the data too: refuse before any work
     for m in cfg.eval_models() {
