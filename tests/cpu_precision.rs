@@ -16,8 +16,11 @@
 //!
 //! FP32 with `with_precision(Fp32)` is bit-identical to the plain backend.
 
+mod parity_common;
+
 use dsa_condense::backend::cpu::Cpu;
 use dsa_condense::backend::*;
+use parity_common::products::Product;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -99,102 +102,89 @@ fn round_weight(p: Precision, params: &[f32], ws: Seg) -> Vec<f32> {
     q
 }
 
+/// Checks the three passes of `op` in TF32 and BF16 (inputs drawn from `seed`):
+/// equal to the FP32 op on hand-rounded operands, within the error model of the
+/// FP32 op on the operands as they are, and the bias gradient bit for bit FP32.
+fn check_rounded_products(op: Product, seed: u64, log: &mut Vec<String>) {
+    let fp32 = be(Precision::Fp32);
+    let shape = format!("{op:?}");
+    let name = op.name();
+    for p in REDUCED {
+        let rp = be(p);
+        let mut r = ChaCha8Rng::seed_from_u64(seed);
+        let x = randv(&mut r, op.x_len());
+        let (params, ws, bs) = conv_params(&mut r, op.w_len(), op.outputs());
+        let dy = randv(&mut r, op.y_len());
+        let y0 = randv(&mut r, op.y_len());
+        let wr = round_weight(p, &params, ws);
+        let same = |what: &str, got: &[f32], want: &[f32]| {
+            let d = rel(got, want);
+            assert!(
+                d < SAME,
+                "{name}_{what} {shape} {p}: {d:.3e} from hand-rounded"
+            );
+        };
+
+        // forward, overwrite and accumulate (the accumulated y is not rounded)
+        for acc in [false, true] {
+            let mut y = y0.clone();
+            op.fwd(&rp, &mut y, &x, &params, ws, Some(bs), acc).unwrap();
+            let mut want = y0.clone();
+            op.fwd(&fp32, &mut want, &round(p, &x), &wr, ws, Some(bs), acc)
+                .unwrap();
+            same(&format!("fwd acc={acc}"), &y, &want);
+            if !acc {
+                let mut exact = y0.clone();
+                op.fwd(&fp32, &mut exact, &x, &params, ws, Some(bs), false)
+                    .unwrap();
+                check_error(&format!("{name}_fwd {shape}"), p, &y, &exact, log);
+            }
+        }
+
+        // backward-data
+        let mut dx = vec![0f32; x.len()];
+        op.bwd_input(&rp, &mut dx, &dy, &params, ws, false).unwrap();
+        let mut want = vec![0f32; x.len()];
+        op.bwd_input(&fp32, &mut want, &round(p, &dy), &wr, ws, false)
+            .unwrap();
+        same("bwd_input", &dx, &want);
+        let mut exact = vec![0f32; x.len()];
+        op.bwd_input(&fp32, &mut exact, &dy, &params, ws, false)
+            .unwrap();
+        check_error(&format!("{name}_bwd_input {shape}"), p, &dx, &exact, log);
+
+        // backward-weight; the bias gradient is the FP32 one, bit for bit
+        let mut g = vec![0f32; params.len()];
+        op.bwd_weight(&rp, &mut g, ws, Some(bs), &dy, &x).unwrap();
+        let mut want = vec![0f32; params.len()];
+        op.bwd_weight(&fp32, &mut want, ws, None, &round(p, &dy), &round(p, &x))
+            .unwrap();
+        same("bwd_weight", &g[ws.range()], &want[ws.range()]);
+        let mut exact = vec![0f32; params.len()];
+        op.bwd_weight(&fp32, &mut exact, ws, Some(bs), &dy, &x)
+            .unwrap();
+        check_error(
+            &format!("{name}_bwd_weight {shape}"),
+            p,
+            &g[ws.range()],
+            &exact[ws.range()],
+            log,
+        );
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&g[bs.range()]),
+            bits(&exact[bs.range()]),
+            "{shape} {p}: bias gradient differs from FP32"
+        );
+    }
+}
+
 #[test]
 fn conv_products_round_exactly_their_operands() {
     let mut log = Vec::new();
-    let fp32 = be(Precision::Fp32);
     for (si, &(n, c, h, w, o, k, stride, pad)) in CONV_SHAPES.iter().enumerate() {
         let s = ConvShape::new(n, c, h, w, o, k, stride, pad).unwrap();
-        let shape = format!("conv {n}x{c}x{h}x{w} o{o} k{k} s{stride} p{pad}");
-        for p in REDUCED {
-            let rp = be(p);
-            let mut r = ChaCha8Rng::seed_from_u64(100 + si as u64);
-            let x = randv(&mut r, n * c * h * w);
-            let wl = o * c * k * k;
-            let (params, ws, bs) = conv_params(&mut r, wl, o);
-            let ylen = n * o * (s.oh * s.ow) as usize;
-            let dy = randv(&mut r, ylen);
-            let y0 = randv(&mut r, ylen);
-
-            // forward, overwrite and accumulate (the accumulated y is not rounded)
-            for acc in [false, true] {
-                let mut y = y0.clone();
-                rp.conv2d_fwd(&mut y, &x, &params, ws, Some(bs), &s, acc)
-                    .unwrap();
-                let mut want = y0.clone();
-                fp32.conv2d_fwd(
-                    &mut want,
-                    &round(p, &x),
-                    &round_weight(p, &params, ws),
-                    ws,
-                    Some(bs),
-                    &s,
-                    acc,
-                )
-                .unwrap();
-                let d = rel(&y, &want);
-                assert!(
-                    d < SAME,
-                    "{shape} fwd acc={acc} {p}: {d:.3e} from hand-rounded"
-                );
-                if !acc {
-                    let mut exact = y0.clone();
-                    fp32.conv2d_fwd(&mut exact, &x, &params, ws, Some(bs), &s, false)
-                        .unwrap();
-                    check_error(&format!("{shape} fwd"), p, &y, &exact, &mut log);
-                }
-            }
-
-            // backward-data
-            let mut dx = vec![0f32; x.len()];
-            rp.conv2d_bwd_input(&mut dx, &dy, &params, ws, &s, false)
-                .unwrap();
-            let mut want = vec![0f32; x.len()];
-            fp32.conv2d_bwd_input(
-                &mut want,
-                &round(p, &dy),
-                &round_weight(p, &params, ws),
-                ws,
-                &s,
-                false,
-            )
-            .unwrap();
-            let d = rel(&dx, &want);
-            assert!(d < SAME, "{shape} bwd_input {p}: {d:.3e} from hand-rounded");
-            let mut exact = vec![0f32; x.len()];
-            fp32.conv2d_bwd_input(&mut exact, &dy, &params, ws, &s, false)
-                .unwrap();
-            check_error(&format!("{shape} bwd_input"), p, &dx, &exact, &mut log);
-
-            // backward-weight; the bias gradient is the FP32 one, bit for bit
-            let mut g = vec![0f32; params.len()];
-            rp.conv2d_bwd_weight(&mut g, ws, Some(bs), &dy, &x, &s)
-                .unwrap();
-            let mut want = vec![0f32; params.len()];
-            fp32.conv2d_bwd_weight(&mut want, ws, None, &round(p, &dy), &round(p, &x), &s)
-                .unwrap();
-            let d = rel(&g[ws.range()], &want[ws.range()]);
-            assert!(
-                d < SAME,
-                "{shape} bwd_weight {p}: {d:.3e} from hand-rounded"
-            );
-            let mut exact = vec![0f32; params.len()];
-            fp32.conv2d_bwd_weight(&mut exact, ws, Some(bs), &dy, &x, &s)
-                .unwrap();
-            check_error(
-                &format!("{shape} bwd_weight"),
-                p,
-                &g[ws.range()],
-                &exact[ws.range()],
-                &mut log,
-            );
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(
-                bits(&g[bs.range()]),
-                bits(&exact[bs.range()]),
-                "{shape} {p}: bias gradient differs from FP32"
-            );
-        }
+        check_rounded_products(Product::Conv(s), 100 + si as u64, &mut log);
     }
     eprintln!("{}", log.join("\n"));
 }
@@ -205,98 +195,13 @@ const LINEAR_SHAPES: [(usize, usize, usize); 3] = [(4, 10, 3), (16, 64, 10), (32
 #[test]
 fn linear_products_round_exactly_their_operands() {
     let mut log = Vec::new();
-    let fp32 = be(Precision::Fp32);
     for (si, &(n, f, k)) in LINEAR_SHAPES.iter().enumerate() {
         let s = LinearShape {
             n: n as u32,
             f: f as u32,
             k: k as u32,
         };
-        let shape = format!("linear n{n} f{f} k{k}");
-        for p in REDUCED {
-            let rp = be(p);
-            let mut r = ChaCha8Rng::seed_from_u64(200 + si as u64);
-            let x = randv(&mut r, n * f);
-            let (params, ws, bs) = conv_params(&mut r, k * f, k);
-            let dy = randv(&mut r, n * k);
-            let y0 = randv(&mut r, n * k);
-
-            for acc in [false, true] {
-                let mut y = y0.clone();
-                rp.linear_fwd(&mut y, &x, &params, ws, Some(bs), &s, acc)
-                    .unwrap();
-                let mut want = y0.clone();
-                fp32.linear_fwd(
-                    &mut want,
-                    &round(p, &x),
-                    &round_weight(p, &params, ws),
-                    ws,
-                    Some(bs),
-                    &s,
-                    acc,
-                )
-                .unwrap();
-                let d = rel(&y, &want);
-                assert!(
-                    d < SAME,
-                    "{shape} fwd acc={acc} {p}: {d:.3e} from hand-rounded"
-                );
-                if !acc {
-                    let mut exact = y0.clone();
-                    fp32.linear_fwd(&mut exact, &x, &params, ws, Some(bs), &s, false)
-                        .unwrap();
-                    check_error(&format!("{shape} fwd"), p, &y, &exact, &mut log);
-                }
-            }
-
-            let mut dx = vec![0f32; x.len()];
-            rp.linear_bwd_input(&mut dx, &dy, &params, ws, &s, false)
-                .unwrap();
-            let mut want = vec![0f32; x.len()];
-            fp32.linear_bwd_input(
-                &mut want,
-                &round(p, &dy),
-                &round_weight(p, &params, ws),
-                ws,
-                &s,
-                false,
-            )
-            .unwrap();
-            let d = rel(&dx, &want);
-            assert!(d < SAME, "{shape} bwd_input {p}: {d:.3e} from hand-rounded");
-            let mut exact = vec![0f32; x.len()];
-            fp32.linear_bwd_input(&mut exact, &dy, &params, ws, &s, false)
-                .unwrap();
-            check_error(&format!("{shape} bwd_input"), p, &dx, &exact, &mut log);
-
-            let mut g = vec![0f32; params.len()];
-            rp.linear_bwd_weight(&mut g, ws, Some(bs), &dy, &x, &s)
-                .unwrap();
-            let mut want = vec![0f32; params.len()];
-            fp32.linear_bwd_weight(&mut want, ws, None, &round(p, &dy), &round(p, &x), &s)
-                .unwrap();
-            let d = rel(&g[ws.range()], &want[ws.range()]);
-            assert!(
-                d < SAME,
-                "{shape} bwd_weight {p}: {d:.3e} from hand-rounded"
-            );
-            let mut exact = vec![0f32; params.len()];
-            fp32.linear_bwd_weight(&mut exact, ws, Some(bs), &dy, &x, &s)
-                .unwrap();
-            check_error(
-                &format!("{shape} bwd_weight"),
-                p,
-                &g[ws.range()],
-                &exact[ws.range()],
-                &mut log,
-            );
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(
-                bits(&g[bs.range()]),
-                bits(&exact[bs.range()]),
-                "{shape} {p}: bias gradient differs from FP32"
-            );
-        }
+        check_rounded_products(Product::Linear(s), 200 + si as u64, &mut log);
     }
     eprintln!("{}", log.join("\n"));
 }
