@@ -163,28 +163,19 @@ fn an_io_error_names_the_file_and_says_the_os_message_once() {
 
 /// A two-class image folder of one 4x4 grey image per class and split.
 fn tiny_folder(dir: &std::path::Path) -> String {
-    let d = dir.join("folder");
-    for class in ["a", "b"] {
-        for split in ["train", "test"] {
-            let p = d.join(split).join(class);
-            std::fs::create_dir_all(&p).unwrap();
-            image::GrayImage::new(4, 4).save(p.join("0.png")).unwrap();
-        }
-    }
-    format!("folder:{}", d.display())
+    image_folder(dir, 4, 1)
 }
 
-#[test]
-fn a_bf16_run_says_so_on_stderr_and_in_its_report() {
-    let dir = tempfile::tempdir().unwrap();
-    // two classes of two 16x16 images (one for testing), enough for a ConvNet
-    let d = dir.path().join("folder");
+/// A two-class image folder of `train` patterned `side`x`side` grey images per class
+/// for training and one for testing.
+fn image_folder(dir: &std::path::Path, side: u32, train: u8) -> String {
+    let d = dir.join("folder");
     for (ci, class) in ["a", "b"].into_iter().enumerate() {
-        for (split, n) in [("train", 2u8), ("test", 1)] {
+        for (split, n) in [("train", train), ("test", 1)] {
             let p = d.join(split).join(class);
             std::fs::create_dir_all(&p).unwrap();
             for i in 0..n {
-                image::GrayImage::from_fn(16, 16, |x, y| {
+                image::GrayImage::from_fn(side, side, |x, y| {
                     image::Luma([(x as u8 * 13 + y as u8 * 7 + i * 31 + ci as u8 * 90)])
                 })
                 .save(p.join(format!("{i}.png")))
@@ -192,33 +183,48 @@ fn a_bf16_run_says_so_on_stderr_and_in_its_report() {
             }
         }
     }
-    let ds = format!("folder:{}", d.display());
+    format!("folder:{}", d.display())
+}
+
+/// The options of a one-network, one-epoch evaluation on one CPU thread.
+const ONE_QUICK_EVALUATION: [&str; 10] = [
+    "--num-exp",
+    "1",
+    "--num-eval",
+    "1",
+    "--epoch-eval-train",
+    "1",
+    "--backend",
+    "cpu",
+    "--threads",
+    "1",
+];
+
+#[test]
+fn a_bf16_run_says_so_on_stderr_and_in_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    // two classes of two 16x16 images (one for testing), enough for a ConvNet
+    let ds = image_folder(dir.path(), 16, 2);
     let out = dir.path().join("out");
     let o = run(&[
-        "condense",
-        "--dataset",
-        &ds,
-        "--method",
-        "dsa",
-        "--iterations",
-        "1",
-        "--batch-real",
-        "2",
-        "--num-exp",
-        "1",
-        "--num-eval",
-        "1",
-        "--epoch-eval-train",
-        "1",
-        "--backend",
-        "cpu",
-        "--threads",
-        "1",
-        "--precision",
-        "BF16",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+        &[
+            "condense",
+            "--dataset",
+            &ds,
+            "--method",
+            "dsa",
+            "--iterations",
+            "1",
+            "--batch-real",
+            "2",
+            "--precision",
+            "BF16",
+            "--out",
+            out.to_str().unwrap(),
+        ][..],
+        &ONE_QUICK_EVALUATION,
+    ]
+    .concat());
     let (_, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(
@@ -243,25 +249,19 @@ fn a_bf16_run_says_so_on_stderr_and_in_its_report() {
     let eval_out = dir.path().join("eval");
     let evaluate = |precision: &str| {
         run(&[
-            "evaluate",
-            "--synset",
-            set.to_str().unwrap(),
-            "--num-exp",
-            "1",
-            "--num-eval",
-            "1",
-            "--epoch-eval-train",
-            "1",
-            "--backend",
-            "cpu",
-            "--threads",
-            "1",
-            "--quiet",
-            "--precision",
-            precision,
-            "--out",
-            eval_out.to_str().unwrap(),
-        ])
+            &[
+                "evaluate",
+                "--synset",
+                set.to_str().unwrap(),
+                "--quiet",
+                "--precision",
+                precision,
+                "--out",
+                eval_out.to_str().unwrap(),
+            ][..],
+            &ONE_QUICK_EVALUATION,
+        ]
+        .concat())
     };
     let o = evaluate("fp16");
     let (_, err) = text(&o);
