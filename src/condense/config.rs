@@ -247,7 +247,7 @@ pub struct CondenseArgs {
     #[cfg_attr(feature = "cli", arg(long))]
     pub device: Option<usize>,
     /// Arithmetic of the conv/linear products: fp32, tf32 or bf16 (operands rounded to 10 or 7 mantissa bits, FP32 accumulation) [default: fp32].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub precision: Option<String>,
     /// Random seed [default: 0].
     #[cfg_attr(feature = "cli", arg(long))]
