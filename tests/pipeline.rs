@@ -453,6 +453,62 @@ fn binary_condenses_evaluates_and_baselines_fashion_mnist() {
         r["evaluated_set"]["sha256"],
         dsa_condense::data::locate::sha256_hex(&std::fs::read(&syn).unwrap())
     );
+    assert_eq!(
+        r["evaluated_set"]["networks_of"],
+        serde_json::json!({"seed": 3, "experiment": 0, "iteration": 0})
+    );
+
+    // `--as-run` trains the networks of the run's last evaluation: the accuracies
+    // the run reported for the saved set, network for network.
+    let as_run_out = dir.path().join("as_run");
+    let mut args = vec!["evaluate", "--synset", syn.to_str().unwrap(), "--as-run"];
+    args.extend(["--out", as_run_out.to_str().unwrap()]);
+    args.extend(common);
+    let o = bin(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = report_of(&as_run_out);
+    assert_eq!(
+        r["evaluated_set"]["networks_of"],
+        serde_json::json!({"seed": 3, "experiment": 0, "iteration": 2})
+    );
+    let run_last = &evals[1]["accuracies"];
+    assert!(run_last.as_array().unwrap().len() == 2, "{report}");
+    assert_eq!(&r["evaluations"][0]["accuracies"], run_last, "{r}");
+    // another seed than the set's is a contradiction; a set without the run's
+    // metadata cannot be evaluated as its run
+    let mut seed4 = common.to_vec();
+    let i = seed4.iter().position(|&a| a == "--seed").unwrap();
+    seed4[i + 1] = "4";
+    let mut args = vec!["evaluate", "--synset", syn.to_str().unwrap(), "--as-run"];
+    args.extend(["--out", as_run_out.to_str().unwrap()]);
+    args.extend(seed4);
+    let o = bin(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--as-run") && err.contains("seed 3"),
+        "{err}"
+    );
+    let bare = dir.path().join("bare.safetensors");
+    let mut meta = set.metadata.clone();
+    meta.remove("iteration");
+    dsa_condense::output::write_synset_safetensors(
+        &bare,
+        &set.images,
+        set.shape,
+        &set.labels,
+        &meta,
+    )
+    .unwrap();
+    let mut args = vec!["evaluate", "--synset", bare.to_str().unwrap(), "--as-run"];
+    args.extend(["--out", as_run_out.to_str().unwrap()]);
+    args.extend(common.iter().copied());
+    let o = bin(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("bare.safetensors") && err.contains("`iteration`"),
+        "{err}"
+    );
+
     let base_out = dir.path().join("base");
     let mut args = vec![
         "baseline",

@@ -57,8 +57,64 @@ struct EvaluateArgs {
     /// architecture's keys (`net.load_state_dict(safetensors.torch.load_file(f))`).
     #[arg(long, value_name = "DIR")]
     save_nets: Option<PathBuf>,
+    /// Train the networks the run that wrote the set trained at the point it saved
+    /// (the set's seed, experiment and iteration): with the run's evaluation options,
+    /// backend and precision, the accuracies are the run's, network for network.
+    /// Without it the networks are those of `--seed` at experiment 0, iteration 0.
+    #[arg(long)]
+    as_run: bool,
     #[command(flatten)]
     common: CondenseArgs,
+}
+
+/// The random streams of `evaluate`: the seed, experiment and iteration whose
+/// evaluation networks are trained.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct EvalStreams {
+    seed: u64,
+    experiment: usize,
+    iteration: usize,
+}
+
+/// With `--as-run`: the streams recorded in the set's metadata (an error naming
+/// the file when they are missing or malformed, or when `--seed` says otherwise).
+fn streams_of_run(
+    path: &std::path::Path,
+    metadata: &BTreeMap<String, String>,
+    seed: Option<u64>,
+) -> Result<EvalStreams> {
+    fn field<T: std::str::FromStr>(
+        path: &std::path::Path,
+        metadata: &BTreeMap<String, String>,
+        key: &str,
+    ) -> Result<T> {
+        let v = metadata.get(key).with_context(|| {
+            format!(
+                "--as-run: {} has no `{key}` metadata (only sets written by `condense` record \
+                 the run that made them)",
+                path.display()
+            )
+        })?;
+        v.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "--as-run: {}: `{key}` metadata is '{v}', not a count",
+                path.display()
+            )
+        })
+    }
+    let streams = EvalStreams {
+        seed: field(path, metadata, "seed")?,
+        experiment: field(path, metadata, "experiment")?,
+        iteration: field(path, metadata, "iteration")?,
+    };
+    if let Some(s) = seed.filter(|&s| s != streams.seed) {
+        anyhow::bail!(
+            "--as-run and --seed {s}: {} was made with seed {}",
+            path.display(),
+            streams.seed
+        );
+    }
+    Ok(streams)
 }
 
 /// Set by the first Ctrl-C: a run checkpoints and stops after the current iteration.
@@ -149,6 +205,16 @@ fn run(cli: Cli) -> Result<()> {
             if common.method.is_none() {
                 common.method = set.metadata.get("method").map(|m| m.to_ascii_lowercase());
             }
+            let streams = if a.as_run {
+                streams_of_run(&a.synset, &set.metadata, common.seed)?
+            } else {
+                EvalStreams {
+                    seed: common.seed.unwrap_or(0),
+                    experiment: 0,
+                    iteration: 0,
+                }
+            };
+            common.seed = Some(streams.seed);
             let cfg = common.resolve_for_evaluation()?;
             if let Some(dir) = &a.save_nets {
                 output::ensure_output_dir(dir).context("--save-nets is not writable")?;
@@ -191,8 +257,14 @@ fn run(cli: Cli) -> Result<()> {
                     evaluated_set: Some(serde_json::json!({
                         "path": a.synset.display().to_string(),
                         "sha256": sha256,
+                        "networks_of": {
+                            "seed": streams.seed,
+                            "experiment": streams.experiment,
+                            "iteration": streams.iteration,
+                        },
                     })),
                     save_nets,
+                    streams,
                 },
             )
         }
@@ -215,6 +287,11 @@ fn run(cli: Cli) -> Result<()> {
                     inv: &inv,
                     evaluated_set: None,
                     save_nets: None,
+                    streams: EvalStreams {
+                        seed: cfg.seed,
+                        experiment: 0,
+                        iteration: 0,
+                    },
                 },
             )
         }
@@ -649,6 +726,8 @@ struct EvalJob<'a> {
     evaluated_set: Option<serde_json::Value>,
     /// `evaluate --save-nets`: the directory, and metadata for every network file.
     save_nets: Option<(PathBuf, BTreeMap<String, String>)>,
+    /// Whose evaluation networks are trained (the seed is `cfg.seed`).
+    streams: EvalStreams,
 }
 
 impl Job for EvalJob<'_> {
@@ -668,8 +747,8 @@ impl Job for EvalJob<'_> {
             self.ds,
             self.images,
             self.labels,
-            0,
-            0,
+            self.streams.experiment,
+            self.streams.iteration,
             saving.as_ref(),
             &mut progress,
         );
