@@ -2,6 +2,8 @@
 
 use std::process::{Command, Output};
 
+mod folders;
+
 use dsa_condense::backend::Precision;
 use dsa_condense::condense::config::{get_loops, CondenseArgs, DisMetric, Method};
 use dsa_condense::data::DatasetKind;
@@ -163,27 +165,7 @@ fn an_io_error_names_the_file_and_says_the_os_message_once() {
 
 /// A two-class image folder of one 4x4 grey image per class and split.
 fn tiny_folder(dir: &std::path::Path) -> String {
-    image_folder(dir, 4, 1)
-}
-
-/// A two-class image folder of `train` patterned `side`x`side` grey images per class
-/// for training and one for testing.
-fn image_folder(dir: &std::path::Path, side: u32, train: u8) -> String {
-    let d = dir.join("folder");
-    for (ci, class) in ["a", "b"].into_iter().enumerate() {
-        for (split, n) in [("train", train), ("test", 1)] {
-            let p = d.join(split).join(class);
-            std::fs::create_dir_all(&p).unwrap();
-            for i in 0..n {
-                image::GrayImage::from_fn(side, side, |x, y| {
-                    image::Luma([(x as u8 * 13 + y as u8 * 7 + i * 31 + ci as u8 * 90)])
-                })
-                .save(p.join(format!("{i}.png")))
-                .unwrap();
-            }
-        }
-    }
-    format!("folder:{}", d.display())
+    folders::grey_folder(&dir.join("folder"), 4, 1, 1, 1)
 }
 
 /// The options of a one-network, one-epoch evaluation on one CPU thread.
@@ -204,7 +186,7 @@ const ONE_QUICK_EVALUATION: [&str; 10] = [
 fn a_bf16_run_says_so_on_stderr_and_in_its_report() {
     let dir = tempfile::tempdir().unwrap();
     // two classes of two 16x16 images (one for testing), enough for a ConvNet
-    let ds = image_folder(dir.path(), 16, 2);
+    let ds = folders::grey_folder(&dir.path().join("folder"), 16, 2, 1, 1);
     let out = dir.path().join("out");
     let o = run(&[
         &[
@@ -537,21 +519,7 @@ fn defaults_follow_the_reference() {
 
 /// A two-class folder of 8x8 grey images (two per class and split, distinct pixels).
 fn small_folder(dir: &std::path::Path) -> String {
-    let d = dir.join("small");
-    for (k, class) in ["a", "b"].iter().enumerate() {
-        for split in ["train", "test"] {
-            let p = d.join(split).join(class);
-            std::fs::create_dir_all(&p).unwrap();
-            for i in 0..2u32 {
-                image::GrayImage::from_fn(8, 8, |x, y| {
-                    image::Luma([(x * 20 + y * 7 + i * 40 + k as u32 * 90) as u8])
-                })
-                .save(p.join(format!("{i}.png")))
-                .unwrap();
-            }
-        }
-    }
-    format!("folder:{}", d.display())
+    folders::grey_folder(&dir.join("small"), 8, 2, 2, 1)
 }
 
 /// The log lines of an evaluation's progress in `stderr`.

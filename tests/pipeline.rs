@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
+mod folders;
+
 use dsa_condense::backend::cpu::Cpu;
 use dsa_condense::backend::Precision;
 use dsa_condense::condense::config::{CondenseArgs, CondenseConfig};
@@ -812,20 +814,7 @@ fn same_seed_gives_byte_identical_files_at_any_thread_count() {
 /// A two-class folder of 16x16 grey images (two per class for training, one for
 /// testing), pixel values from `seed`.
 fn small_folder(root: &Path, seed: u8) {
-    for (ci, class) in ["a", "b"].into_iter().enumerate() {
-        for (split, n) in [("train", 2u8), ("test", 1)] {
-            let p = root.join(split).join(class);
-            std::fs::create_dir_all(&p).unwrap();
-            for i in 0..n {
-                let img = image::GrayImage::from_fn(16, 16, |x, y| {
-                    image::Luma([
-                        (x as u8 * 13 + y as u8 * 7 + i * 31 + ci as u8 * 50).wrapping_mul(seed)
-                    ])
-                });
-                img.save(p.join(format!("{i}.png"))).unwrap();
-            }
-        }
-    }
+    folders::grey_folder(root, 16, 2, 1, seed);
 }
 
 #[test]
