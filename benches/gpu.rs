@@ -95,16 +95,7 @@ fn bench<B: Backend<E = f32>>(be: &B, n: usize, gemm: usize, reps: usize, steps:
         let params = be
             .upload(&rnd(&mut rng, wl + s.o as usize))
             .expect("upload");
-        let (wseg, bseg) = (
-            Seg {
-                off: 0,
-                len: wl as u32,
-            },
-            Seg {
-                off: wl as u32,
-                len: s.o,
-            },
-        );
+        let (wseg, bseg) = Seg::adjacent(0, wl, s.o as usize);
         let x = be.upload(&rnd(&mut rng, s.x_len())).expect("upload");
         let dy = be.upload(&rnd(&mut rng, s.y_len())).expect("upload");
         let mut y = be.alloc(s.y_len()).expect("alloc");

@@ -181,17 +181,8 @@ fn grad_shapes() -> Vec<(&'static str, ConvShape)> {
 fn conv_params(r: &mut ChaCha8Rng, s: &ConvShape) -> (Vec<f64>, Seg, Seg) {
     let wl = s.w_len();
     let p = randv(r, wl + s.o as usize);
-    (
-        p,
-        Seg {
-            off: 0,
-            len: wl as u32,
-        },
-        Seg {
-            off: wl as u32,
-            len: s.o,
-        },
-    )
+    let (w, b) = Seg::adjacent(0, wl, s.o as usize);
+    (p, w, b)
 }
 
 #[test]

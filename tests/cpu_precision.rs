@@ -82,14 +82,7 @@ const CONV_SHAPES: [ConvDims; 4] = [
 fn conv_params(r: &mut ChaCha8Rng, wl: usize, o: usize) -> (Vec<f32>, Seg, Seg) {
     let mut params = randv(r, wl);
     params.extend(randv(r, o).iter().map(|v| 2.0 * v));
-    let ws = Seg {
-        off: 0,
-        len: wl as u32,
-    };
-    let bs = Seg {
-        off: wl as u32,
-        len: o as u32,
-    };
+    let (ws, bs) = Seg::adjacent(0, wl, o);
     (params, ws, bs)
 }
 

@@ -25,6 +25,20 @@ impl Seg {
     pub fn range(self) -> std::ops::Range<usize> {
         self.off as usize..(self.off + self.len) as usize
     }
+
+    /// Two adjacent segments from element `off`: `first_len` elements, then
+    /// `second_len` (a layer's weight and its bias, `[W | b]`).
+    pub fn adjacent(off: usize, first_len: usize, second_len: usize) -> (Seg, Seg) {
+        let first = Seg {
+            off: off as u32,
+            len: first_len as u32,
+        };
+        let second = Seg {
+            off: (off + first_len) as u32,
+            len: second_len as u32,
+        };
+        (first, second)
+    }
 }
 
 /// 2-D convolution (cross-correlation, as PyTorch), NCHW input `[N, C, H, W]`,

@@ -34,14 +34,7 @@ pub fn param_buf(
     b_len: usize,
 ) -> (Vec<f32>, Seg, Seg) {
     let p = rand_vec(r, off + w_len + b_len + 3, -0.5, 0.5);
-    let w = Seg {
-        off: off as u32,
-        len: w_len as u32,
-    };
-    let b = Seg {
-        off: (off + w_len) as u32,
-        len: b_len as u32,
-    };
+    let (w, b) = Seg::adjacent(off, w_len, b_len);
     (p, w, b)
 }
 
