@@ -264,7 +264,7 @@ fn run(cli: Cli) -> Result<()> {
                         },
                     })),
                     save_nets,
-                    streams,
+                    networks_of: (streams.experiment, streams.iteration),
                 },
             )
         }
@@ -287,11 +287,7 @@ fn run(cli: Cli) -> Result<()> {
                     inv: &inv,
                     evaluated_set: None,
                     save_nets: None,
-                    streams: EvalStreams {
-                        seed: cfg.seed,
-                        experiment: 0,
-                        iteration: 0,
-                    },
+                    networks_of: (0, 0),
                 },
             )
         }
@@ -726,8 +722,9 @@ struct EvalJob<'a> {
     evaluated_set: Option<serde_json::Value>,
     /// `evaluate --save-nets`: the directory, and metadata for every network file.
     save_nets: Option<(PathBuf, BTreeMap<String, String>)>,
-    /// Whose evaluation networks are trained (the seed is `cfg.seed`).
-    streams: EvalStreams,
+    /// The experiment and iteration whose evaluation networks are trained (with
+    /// `cfg.seed`).
+    networks_of: (usize, usize),
 }
 
 impl Job for EvalJob<'_> {
@@ -747,8 +744,8 @@ impl Job for EvalJob<'_> {
             self.ds,
             self.images,
             self.labels,
-            self.streams.experiment,
-            self.streams.iteration,
+            self.networks_of.0,
+            self.networks_of.1,
             saving.as_ref(),
             &mut progress,
         );
